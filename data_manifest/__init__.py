@@ -1,0 +1,25 @@
+"""Canonical clip manifests from the official annotation sheets of CASME II, SAMM and MMEW.
+
+The public entry points are :func:`build_manifest` (sheet + dataset folder -> manifest),
+:func:`write_manifest` / :func:`read_manifest` (CSV round trip) and :func:`summarise`.
+"""
+
+from data_manifest.classes import CLASS_SETS, class_names
+from data_manifest.errors import ManifestError, SheetError
+from data_manifest.records import ManifestRow, read_manifest, write_manifest
+from data_manifest.registry import DATASETS, build_manifest, get_reader
+from data_manifest.summary import summarise
+
+__all__ = [
+    "CLASS_SETS",
+    "DATASETS",
+    "ManifestError",
+    "ManifestRow",
+    "SheetError",
+    "build_manifest",
+    "class_names",
+    "get_reader",
+    "read_manifest",
+    "summarise",
+    "write_manifest",
+]

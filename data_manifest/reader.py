@@ -1,0 +1,282 @@
+"""The shared sheet reader: rows -> validated, resolved :class:`ManifestRow` records.
+
+A dataset module subclasses :class:`DatasetReader` with what it alone knows: the official
+sheet file names, its column spellings, how a subject is spelled on disk, and its frame
+folder layouts. Everything else (number parsing, the checks, duplicate detection, class
+mapping, frame look-ups) happens here once for all datasets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data_manifest.classes import check_class_set, class_names, map_label, normalise_emotion
+from data_manifest.errors import ManifestError
+from data_manifest.records import ManifestRow
+from data_manifest.sheet import read_table
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One way a dataset's frames are laid out under ``root/base``."""
+
+    name: str
+    base: str  # folder under the dataset root ('' = the root itself)
+    description: str
+
+
+@dataclass
+class Manifest:
+    """A built manifest and where it came from."""
+
+    dataset: str
+    title: str
+    rows: list[ManifestRow]
+    sheet: Path
+    sheet_name: str
+    header_row: int
+    class_set: str
+    classes: list[str]
+    root: Path
+    layout: Layout
+    frames_found: bool  # False when no layout's folder exists under root
+    layouts_tried: list[str] = field(default_factory=list)
+
+    @property
+    def problem_rows(self) -> list[ManifestRow]:
+        return [r for r in self.rows if r.problems]
+
+
+def parse_frame_number(value: object) -> tuple[int | None, str]:
+    """``(number, '')`` for 46, 46.0 or ``'46'``; ``(None, reason)`` otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, "missing"
+    if isinstance(value, bool):
+        return None, f"{value!r} is not a frame number"
+    if isinstance(value, int):
+        return value, ""
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value), ""
+        return None, f"{value!r} is not a whole frame number"
+    text = str(value).strip()
+    if re.fullmatch(r"\d+(\.0+)?", text):
+        return int(float(text)), ""
+    return None, f"{text!r} is not a frame number"
+
+
+def parse_subject_number(value: object) -> int | None:
+    """1, 1.0, ``'01'``, ``'sub01'``, ``'S01'`` -> 1; None when no number is there."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    m = re.fullmatch(r"(?:sub|s)?\s*0*(\d+)(?:\.0+)?", str(value).strip(), flags=re.IGNORECASE)
+    return int(m.group(1)) if m else None
+
+
+def cell_text(value: object) -> str:
+    """A cell as text: ``12`` -> ``'12'``, ``12.0`` -> ``'12'``, None -> ``''``."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+class DatasetReader:
+    """Base reader; subclasses set the class attributes and the folder rules."""
+
+    name: str = ""
+    title: str = ""
+    sheet_files: tuple[str, ...] = ()
+    required_columns: dict[str, tuple[str, ...]] = {}
+    optional_columns: dict[str, tuple[str, ...]] = {}
+    layouts: tuple[Layout, ...] = ()
+
+    # -- what a dataset module provides -------------------------------------------
+    def subject_folder(self, number: int) -> str:
+        """The subject's folder name on disk for subject number ``number``."""
+        raise NotImplementedError
+
+    def clip_dirs(self, frames_root: Path, layout: Layout, subject: str, clip: str,
+                  emotion: str) -> list[Path]:
+        """Candidate clip folders, the preferred one first (usually just one)."""
+        return [frames_root / subject / clip]
+
+    def frame_template(self, layout: Layout, subject: str, clip: str) -> str:
+        """File name of frame ``n`` inside a clip folder, as a ``str.format`` template."""
+        raise NotImplementedError
+
+    def row_checks(self, row: ManifestRow, cells: dict[str, object]) -> list[str]:
+        """Extra, dataset-specific problems of a row (default: none)."""
+        return []
+
+    # -- shared machinery -------------------------------------------------------------
+    def find_sheet(self, root: Path) -> Path:
+        """The official annotation sheet in ``root`` or one folder below it."""
+        for name in self.sheet_files:
+            for candidate in [root / name, *sorted(root.glob(f"*/{name}"))]:
+                if candidate.is_file():
+                    return candidate
+        raise ManifestError(
+            f"no {self.title} annotation sheet in {root}: looked for "
+            f"{', '.join(self.sheet_files)} there and one folder below; give it with --sheet"
+        )
+
+    def detect_layout(self, root: Path) -> tuple[Layout, bool]:
+        """The first layout whose base folder exists, and whether one did."""
+        for layout in self.layouts:
+            base = root / layout.base if layout.base else root
+            if layout.base and base.is_dir():
+                return layout, True
+            if not layout.base and self._looks_like_frames_root(base):
+                return layout, True
+        return self.layouts[0], False
+
+    def _looks_like_frames_root(self, base: Path) -> bool:
+        """For a layout whose base is the root itself: does it hold subject folders?"""
+        if not base.is_dir():
+            return False
+        return any(
+            p.is_dir() and parse_subject_number(p.name) is not None
+            and p.name == self.subject_folder(parse_subject_number(p.name))
+            for p in base.iterdir()
+        )
+
+    def read(self, root: str | Path, sheet: str | Path | None = None,
+             classes: str = "five") -> Manifest:
+        """Build the manifest of the dataset at ``root`` from its annotation sheet."""
+        check_class_set(classes)
+        root = Path(root)
+        if not root.is_dir():
+            raise ManifestError(f"{root}: dataset root is not a folder")
+        sheet_path = Path(sheet) if sheet is not None else self.find_sheet(root)
+        table = read_table(sheet_path, self.required_columns, self.optional_columns)
+        layout, found = self.detect_layout(root)
+        frames_root = root / layout.base if layout.base else root
+
+        rows: list[ManifestRow] = []
+        first_seen: dict[tuple[str, str], int] = {}
+        for excel_row, cells in table.rows:
+            if cell_text(cells.get("subject")) == "":
+                continue  # junk and blank rows at the end of some copies
+            row = self._row(excel_row, cells, frames_root, layout, classes)
+            key = (row.subject, row.clip)
+            if key in first_seen:
+                row.add_problem(f"duplicate clip (first on sheet row {first_seen[key]}): not used")
+                row.full_ok = row.onset_ok = row.offset_ok = False
+            else:
+                first_seen[key] = excel_row
+            rows.append(row)
+        emotions = [r.emotion for r in rows]
+        return Manifest(
+            dataset=self.name, title=self.title, rows=rows, sheet=sheet_path,
+            sheet_name=table.sheet_name, header_row=table.header_row, class_set=classes,
+            classes=class_names(self.name, classes, emotions), root=root, layout=layout,
+            frames_found=found,
+            layouts_tried=[f"{lay.base or '.'}/ ({lay.description})" for lay in self.layouts],
+        )
+
+    def _row(self, excel_row: int, cells: dict[str, object], frames_root: Path,
+             layout: Layout, classes: str) -> ManifestRow:
+        problems: list[str] = []
+        raw_subject = cells.get("subject")
+        number = parse_subject_number(raw_subject)
+        if number is None:
+            subject = cell_text(raw_subject)
+            problems.append(f"subject {subject!r} is not a subject number: no image possible")
+        else:
+            subject = self.subject_folder(number)
+        clip = cell_text(cells.get("clip"))
+        if not clip:
+            problems.append("filename missing: no image possible")
+        emotion = cell_text(cells.get("emotion"))
+
+        onset, onset_why = parse_frame_number(cells.get("onset"))
+        apex, apex_why = parse_frame_number(cells.get("apex"))
+        offset, offset_why = parse_frame_number(cells.get("offset"))
+        full_ok = number is not None and bool(clip)
+        if onset is None:
+            problems.append(f"onset {onset_why}: no image possible")
+            full_ok = False
+        if offset is None:
+            problems.append(f"offset {offset_why}: no image possible")
+            full_ok = False
+        n_frames = None
+        if onset is not None and offset is not None:
+            if onset > offset:
+                problems.append(f"onset {onset} > offset {offset}: no image possible")
+                full_ok = False
+            elif onset == offset:
+                problems.append(f"onset == offset ({onset}): one frame has no motion, "
+                                "no image possible")
+                full_ok = False
+                n_frames = 1
+            else:
+                n_frames = offset - onset + 1
+
+        candidates = self.clip_dirs(frames_root, layout, subject, clip, emotion)
+        frame_dir = next((d for d in candidates if d.is_dir()), candidates[0])
+        template = self.frame_template(layout, subject, clip)
+        if number is not None and clip:
+            if not frame_dir.is_dir():
+                problems.append(f"clip folder missing: {frame_dir}")
+                full_ok = False
+            elif n_frames:
+                present = set(os.listdir(frame_dir))
+                missing = [n for n in range(onset, offset + 1)
+                           if template.format(n=n) not in present]
+                if missing:
+                    problems.append(
+                        f"frame files missing in [{onset}, {offset}]: {len(missing)} of "
+                        f"{n_frames} (first: {template.format(n=missing[0])}): "
+                        "no image possible")
+                    full_ok = False
+
+        onset_ok = offset_ok = full_ok
+        if apex is None:
+            problems.append(f"apex {apex_why}: no onset or offset image"
+                            + (" (full image possible)" if full_ok else ""))
+            onset_ok = offset_ok = False
+        elif onset is not None and offset is not None and onset <= offset:
+            if not onset <= apex <= offset:
+                side = "before onset" if apex < onset else "after offset"
+                problems.append(f"apex {apex} {side} (outside [{onset}, {offset}]): "
+                                "no onset or offset image"
+                                + (" (full image possible)" if full_ok else ""))
+                onset_ok = offset_ok = False
+            elif onset < offset:
+                if apex == onset:
+                    problems.append(f"apex == onset ({apex}): the onset phase is one frame, "
+                                    "no onset image"
+                                    + (" (full and offset images possible)" if full_ok else ""))
+                    onset_ok = False
+                if apex == offset:
+                    problems.append(f"apex == offset ({apex}): the offset phase is one frame, "
+                                    "no offset image"
+                                    + (" (full and onset images possible)" if full_ok else ""))
+                    offset_ok = False
+
+        label = map_label(self.name, classes, emotion) if emotion else None
+        if not emotion:
+            problems.append("emotion missing")
+        elif label is None:
+            problems.append(f"emotion {normalise_emotion(emotion)!r} is not in class set "
+                            f"{classes!r}")
+
+        row = ManifestRow(
+            dataset=self.name, subject=subject, clip=clip, sheet_row=excel_row,
+            onset=onset, apex=apex, offset=offset, emotion=emotion, label=label or "",
+            action_units=cell_text(cells.get("action_units")), frame_dir=str(frame_dir),
+            frame_template=template, n_frames=n_frames, full_ok=full_ok, onset_ok=onset_ok,
+            offset_ok=offset_ok,
+        )
+        for text in [*problems, *self.row_checks(row, cells)]:
+            row.add_problem(text)
+        return row

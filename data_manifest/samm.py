@@ -1,0 +1,46 @@
+"""SAMM: ``SAMM_Micro_FACS_Codes_v2.xlsx``, sheet ``MICRO_ONLY``, header on Excel row 14.
+
+Frames: ``SAMM/<subject>/<Filename>/<subject>_<frame:05d>.jpg`` (greyscale 2040x1088), for
+example ``006/006_1_2/006_05562.jpg``. ``--root`` may be the folder holding ``SAMM/`` or
+``SAMM/`` itself.
+"""
+
+from __future__ import annotations
+
+from data_manifest.reader import DatasetReader, Layout, parse_frame_number
+from data_manifest.records import ManifestRow
+
+IN_SAMM = Layout("samm", "SAMM", "SAMM/<subject>/<clip>/<subject>_NNNNN.jpg")
+AT_ROOT = Layout("root", "", "<subject>/<clip>/<subject>_NNNNN.jpg")
+
+
+class SammReader(DatasetReader):
+    name = "samm"
+    title = "SAMM"
+    sheet_files = ("SAMM_Micro_FACS_Codes_v2.xlsx",)
+    required_columns = {
+        "subject": ("Subject",),
+        "clip": ("Filename",),
+        "onset": ("Onset Frame",),
+        "apex": ("Apex Frame",),
+        "offset": ("Offset Frame",),
+        "emotion": ("Estimated Emotion",),
+    }
+    optional_columns = {"action_units": ("Action Units",), "duration": ("Duration",)}
+    layouts = (IN_SAMM, AT_ROOT)
+
+    def subject_folder(self, number: int) -> str:
+        return f"{number:03d}"
+
+    def frame_template(self, layout: Layout, subject: str, clip: str) -> str:
+        return subject + "_{n:05d}.jpg"
+
+    def row_checks(self, row: ManifestRow, cells: dict[str, object]) -> list[str]:
+        """The sheet's ``Duration`` must equal ``offset - onset + 1`` (catches typos)."""
+        duration, _ = parse_frame_number(cells.get("duration"))
+        if duration is None or row.onset is None or row.offset is None:
+            return []
+        if row.onset <= row.offset and duration != row.offset - row.onset + 1:
+            return [f"duration {duration} != offset - onset + 1 = "
+                    f"{row.offset - row.onset + 1}: frame numbers doubtful"]
+        return []

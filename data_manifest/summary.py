@@ -1,0 +1,65 @@
+"""The human summary of a manifest that ``mer-prep manifest`` prints."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from data_manifest.reader import Manifest
+
+
+def _columns(items: list[str], width: int = 96) -> list[str]:
+    """Lay short ``items`` out in as many aligned columns as fit in ``width``."""
+    if not items:
+        return []
+    cell = max(len(s) for s in items) + 3
+    per_line = max(1, width // cell)
+    return ["  " + "".join(s.ljust(cell) for s in items[i:i + per_line]).rstrip()
+            for i in range(0, len(items), per_line)]
+
+
+def summarise(manifest: Manifest) -> str:
+    """Clips per label and per subject, usable images, and every problem row with reasons."""
+    rows = manifest.rows
+    in_set = [r for r in rows if r.label]
+    lines = [
+        f"{manifest.title} manifest: {len(rows)} sheet rows, {len({r.subject for r in rows})} "
+        f"subjects, from {manifest.sheet} (sheet {manifest.sheet_name!r}, header on row "
+        f"{manifest.header_row})",
+    ]
+    if manifest.frames_found:
+        base = manifest.root / manifest.layout.base if manifest.layout.base else manifest.root
+        lines.append(f"frames: {base} (layout {manifest.layout.name}: "
+                     f"{manifest.layout.description})")
+    else:
+        lines.append(f"frames: no frame folder under {manifest.root} "
+                     f"(looked for {'; '.join(manifest.layouts_tried)})")
+    lines.append(
+        f"class set {manifest.class_set!r} ({', '.join(manifest.classes)}): {len(in_set)} rows "
+        f"in the set, {len(rows) - len(in_set)} outside"
+    )
+    n_full = sum(r.full_ok and bool(r.label) for r in rows)
+    n_dual = sum(r.full_ok and r.onset_ok and r.offset_ok and bool(r.label) for r in rows)
+    lines.append(f"usable in the set: {n_full} clips with a full image, {n_dual} with both "
+                 f"phase images; {len(manifest.problem_rows)} rows with problems")
+
+    lines.append("")
+    lines.append("clips per label (rows in the set / with a full image):")
+    total = Counter(r.label for r in in_set)
+    usable = Counter(r.label for r in in_set if r.full_ok)
+    width = max([len(c) for c in manifest.classes] + [5])
+    for label in manifest.classes:
+        lines.append(f"  {label.ljust(width)}  {total[label]:4d} / {usable[label]:4d}")
+    lines.append(f"  {'total'.ljust(width)}  {len(in_set):4d} / {sum(usable.values()):4d}")
+
+    lines.append("")
+    lines.append("clips per subject (rows in the set):")
+    per_subject = Counter(r.subject for r in in_set)
+    subjects = sorted({r.subject for r in rows})
+    lines.extend(_columns([f"{s}: {per_subject[s]}" for s in subjects]))
+
+    problems = manifest.problem_rows
+    lines.append("")
+    lines.append(f"problem rows ({len(problems)}):" if problems else "problem rows: none")
+    for r in problems:
+        lines.append(f"  row {r.sheet_row:4d}  {r.key}: {r.problems}")
+    return "\n".join(lines)

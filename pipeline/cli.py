@@ -1,0 +1,103 @@
+"""``mer-prep``: manifests, look-alike datasets and (later) the dynamic-image cache.
+
+Each command parses its options, calls one library function and turns the project's own
+errors into a clean message and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from data_manifest import DATASETS, ManifestError, build_manifest, summarise, write_manifest
+from data_manifest.classes import CLASS_SET_NAMES
+from pipeline import __version__
+
+
+@click.group()
+@click.version_option(__version__, prog_name="mer-prep")
+def main() -> None:
+    """Prepare micro-expression datasets: manifests, look-alike data, dynamic images."""
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The dataset folder (holding Cropped/, SAMM/, Micro_Expression/ ...).")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The annotation sheet (.xlsx or .csv); default: the official file name "
+                   "in --root.")
+@click.option("--classes", type=click.Choice(CLASS_SET_NAMES), default="five",
+              show_default=True, help="Class set: the usual 5 classes, all, or MEGC2019's 3.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the manifest CSV.")
+@click.option("--strict", is_flag=True, help="Fail (exit 1) when any row has a problem.")
+def manifest(dataset: str, root: Path, sheet: Path | None, classes: str, out: Path,
+             strict: bool) -> None:
+    """Read the annotation sheet, check every row against the folders, write a CSV."""
+    try:
+        result = build_manifest(dataset, root, sheet=sheet, classes=classes)
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from exc
+    write_manifest(result.rows, out)
+    click.echo(summarise(result))
+    click.echo(f"\nwrote {len(result.rows)} rows to {out}")
+    if strict and result.problem_rows:
+        click.echo(f"--strict: {len(result.problem_rows)} rows have problems", err=True)
+        sys.exit(1)
+
+
+def _parse_size(_ctx, _param, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give WIDTHxHEIGHT, e.g. 640x480") from None
+    if w < 48 or h < 48:
+        raise click.BadParameter(f"{value!r}: frames must be at least 48x48")
+    return w, h
+
+
+def _parse_length(_ctx, _param, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        lo, _, hi = value.partition(":")
+        lo_i, hi_i = int(lo), int(hi or lo)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give MIN:MAX frames, e.g. 20:40") from None
+    if not 5 <= lo_i <= hi_i:
+        raise click.BadParameter(f"{value!r}: need 5 <= MIN <= MAX")
+    return lo_i, hi_i
+
+
+@main.command()
+@click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which layout.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to create (must be empty or absent).")
+@click.option("--subjects", type=click.IntRange(1, 99), default=6, show_default=True)
+@click.option("--clips-per-class", type=click.IntRange(1, 50), default=2, show_default=True,
+              help="Clips of each of the five classes per subject.")
+@click.option("--frame-size", callback=_parse_size, default=None,
+              help="WIDTHxHEIGHT of the frames; default depends on the dataset.")
+@click.option("--length", callback=_parse_length, default=None,
+              help="MIN:MAX frames from onset to offset; default depends on the dataset.")
+@click.option("--layout", default=None,
+              help="casme2: cropped|raw; samm: samm; mmew: emotion|subject (default: first).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def synth(dataset: str, out: Path, subjects: int, clips_per_class: int,
+          frame_size: tuple[int, int] | None, length: tuple[int, int] | None,
+          layout: str | None, seed: int) -> None:
+    """Write a look-alike dataset in the official layout, with its annotation sheet."""
+    from data_manifest.synth import SynthError, generate_dataset
+
+    try:
+        result = generate_dataset(dataset, out, subjects=subjects,
+                                  clips_per_class=clips_per_class, frame_size=frame_size,
+                                  length=length, layout=layout, seed=seed, progress=True)
+    except (SynthError, ManifestError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(result.describe())

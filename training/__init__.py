@@ -1,0 +1,1 @@
+"""Cross-validated training of micro-expression models from the dynamic-image cache."""
