@@ -1,0 +1,13 @@
+# Sourced by demo.sh and test.sh: create .venv if needed and install the project into it.
+# Usage: source scripts/venv.sh [EXTRAS]   (e.g. "test")
+VENV="${VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+if [ -n "${1:-}" ]; then
+  "$VENV/bin/python" -m pip install --quiet -e ".[$1]"
+else
+  "$VENV/bin/python" -m pip install --quiet -e .
+fi
+export PATH="$PWD/$VENV/bin:$PATH"
