@@ -14,6 +14,7 @@ import click
 from data_manifest import DATASETS, ManifestError, build_manifest, summarise, write_manifest
 from data_manifest.classes import CLASS_SET_NAMES
 from pipeline import __version__
+from pipeline.store import CacheError
 
 
 @click.group()
@@ -101,3 +102,75 @@ def synth(dataset: str, out: Path, subjects: int, clips_per_class: int,
     except (SynthError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(result.describe())
+
+
+def _parse_out_size(_ctx, _param, value: str) -> int | None:
+    if value == "native":
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give a number of pixels or 'native'") from None
+    if size < 8:
+        raise click.BadParameter(f"{value!r}: at least 8 pixels")
+    return size
+
+
+@main.command("build-cache")
+@click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The dataset folder.")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The annotation sheet; default: the official file name in --root.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The HDF5 cache to build or complete.")
+@click.option("--size", "size", default="224", show_default=True, callback=_parse_out_size,
+              help="Square side in pixels, or 'native' (no resize).")
+@click.option("--crop", type=click.Choice(["none", "haar"]), default="none", show_default=True,
+              help="'haar': one square face box per clip, found on its onset frame.")
+@click.option("--weights", type=click.Choice(["linear", "harmonic"]), default="linear",
+              show_default=True, help="Rank-pooling weights.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Frame-decoding threads (default: all cores).")
+@click.option("--strict", is_flag=True, help="Stop at the first bad clip instead of skipping.")
+@click.option("--rebuild", is_flag=True, help="Replace a cache built with other parameters.")
+def build_cache_command(dataset: str, root: Path, sheet: Path | None, out: Path,
+                        size: int | None, crop: str, weights: str, workers: int | None,
+                        strict: bool, rebuild: bool) -> None:
+    """Compute the full, onset and offset dynamic images of every clip into one HDF5 file."""
+    from pipeline.build import BuildError, BuildOptions, build_cache
+
+    options = BuildOptions(size=size, crop=crop, weights=weights, workers=workers,
+                           strict=strict, rebuild=rebuild)
+    try:
+        report = build_cache(dataset, root, out, sheet=sheet, options=options, progress=True)
+    except (ManifestError, CacheError, BuildError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(report.describe())
+
+
+@main.command("inspect")
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def inspect_command(cache: Path) -> None:
+    """Provenance, clips per subject, label and phase, and skipped clips of a cache."""
+    from pipeline.cache_info import describe_cache
+
+    try:
+        click.echo(describe_cache(cache))
+    except CacheError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("show")
+@click.argument("cache", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("clip")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The PNG to write.")
+def show_command(cache: Path, clip: str, out: Path) -> None:
+    """A PNG of one clip (SUBJECT/CLIP): its three images beside its key frames."""
+    from pipeline.cache_info import show_clip
+
+    try:
+        click.echo(f"wrote {show_clip(cache, clip, out)}")
+    except CacheError as exc:
+        raise click.ClickException(str(exc)) from exc

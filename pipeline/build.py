@@ -1,0 +1,242 @@
+"""``mer-prep build-cache``: every clip's three dynamic images into one HDF5 cache.
+
+Flow: manifest (all classes; training picks its class set) -> for each usable clip not
+already in the cache: decode its frames (thread pool, the next clip's frames decoding
+while the kernel pools the current one) -> the fused kernel -> a part file -> at the end
+the cache is assembled and renamed into place (see :mod:`pipeline.store`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+
+from data_manifest import ManifestRow, build_manifest
+from data_manifest.records import FIELDS
+from pipeline import __version__
+from pipeline.dynamic_image import WEIGHTS, clip_dynamic_images
+from pipeline.frames import CROPS, ClipFrames, FrameError, load_clip
+from pipeline.store import (
+    BUILD_PARAMS,
+    SCHEMA_VERSION,
+    CacheError,
+    ClipRecord,
+    PartStore,
+    clip_fingerprints,
+    file_sha256,
+    read_clip,
+    read_root_attrs,
+    write_cache,
+    writer_lock,
+)
+
+
+class BuildError(Exception):
+    """The build stopped (``--strict`` and a bad clip); finished clips are kept."""
+
+
+@dataclass
+class BuildOptions:
+    """How images are made. ``size`` None keeps the native frame size."""
+
+    size: int | None = 224
+    crop: str = "none"
+    weights: str = "linear"
+    workers: int | None = None  # frame-decoding threads; None = all cores
+    strict: bool = False
+    rebuild: bool = False
+
+    def params(self, dataset: str) -> dict[str, object]:
+        """The parameters a cache is built under (they must match to reuse a cache)."""
+        return {"schema_version": SCHEMA_VERSION, "dataset": dataset, "weights": self.weights,
+                "size": "native" if self.size is None else str(self.size), "crop": self.crop}
+
+
+@dataclass
+class BuildReport:
+    cache: Path
+    built: int = 0
+    reused: int = 0
+    skipped: list[dict[str, object]] = field(default_factory=list)
+    phase_notes: list[str] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0
+    total: int = 0
+
+    def describe(self) -> str:
+        rate = self.built / self.seconds if self.seconds else 0.0
+        fps = self.frames / self.seconds if self.seconds else 0.0
+        lines = [f"cache {self.cache}: {self.total} clips ({self.built} built, {self.reused} "
+                 f"kept from before), {len(self.skipped)} skipped",
+                 f"built {self.built} clips ({self.frames} frames) in {self.seconds:.1f} s: "
+                 f"{rate:.1f} clips/s, {fps:.0f} frames/s"]
+        if self.phase_notes:
+            lines.append(f"phase images left out ({len(self.phase_notes)}):")
+            lines += [f"  {n}" for n in self.phase_notes]
+        if self.skipped:
+            lines.append(f"skipped clips ({len(self.skipped)}):")
+            lines += [f"  row {s['sheet_row']}  {s['key']}: {s['reason']}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def row_fingerprint(row: ManifestRow, params: dict[str, object]) -> str:
+    """Changes when anything that shapes the clip's images changes."""
+    fields = {k: getattr(row, k) for k in ("subject", "clip", "onset", "apex", "offset",
+                                           "frame_dir", "frame_template", "onset_ok",
+                                           "offset_ok")}
+    blob = json.dumps({"row": fields, "params": params}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _apex_index(row: ManifestRow) -> int | None:
+    """The apex's index inside onset..offset, or None when the phases can't be made."""
+    if row.apex is None or not (row.onset_ok or row.offset_ok):
+        return None
+    if not row.onset <= row.apex <= row.offset:
+        return None
+    return row.apex - row.onset
+
+
+def make_record(row: ManifestRow, clip: ClipFrames, weights: str,
+                fingerprint: str) -> tuple[ClipRecord, list[str]]:
+    """Pool one clip's decoded frames into its record; also the phase notes."""
+    images = clip_dynamic_images(clip.frames, _apex_index(row), weights=weights)
+    phases = {"full": images.full}
+    notes = list(clip.notes)
+    for phase, ok in (("onset", row.onset_ok), ("offset", row.offset_ok)):
+        img = getattr(images, phase)
+        if img is not None and ok:
+            phases[phase] = img
+    notes += images.notes
+    attrs = {k: getattr(row, k) for k in FIELDS}
+    attrs.update(fingerprint=fingerprint, phases=list(phases), notes=notes,
+                 crop_box=dataclasses.astuple(clip.box), jpeg_reduce=clip.reduce,
+                 channels=int(clip.frames.shape[3]))
+    return ClipRecord(row.key, phases, attrs), notes
+
+
+def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Path | None = None,
+                options: BuildOptions | None = None, progress: bool = False) -> BuildReport:
+    """Build (or complete) the cache ``out`` for the dataset at ``root``."""
+    options = options or BuildOptions()
+    if options.crop not in CROPS:
+        raise CacheError(f"unknown crop {options.crop!r}; choose one of {', '.join(CROPS)}")
+    if options.weights not in WEIGHTS:
+        raise CacheError(f"unknown weights {options.weights!r}; choose {', '.join(WEIGHTS)}")
+    out = Path(out)
+    manifest = build_manifest(dataset, root, sheet=sheet, classes="all")
+    params = options.params(dataset)
+    report = BuildReport(out)
+    start = time.perf_counter()
+    with writer_lock(out):
+        existing: dict[str, str] = {}
+        if out.exists() and not options.rebuild:
+            attrs = read_root_attrs(out)
+            diff = [f"{k}: cache has {attrs.get(k)!r}, asked {params[k]!r}" for k in BUILD_PARAMS
+                    if str(attrs.get(k)) != str(params[k])]
+            if diff:
+                raise CacheError(f"{out} was built with other parameters ({'; '.join(diff)}); "
+                                 "use --rebuild to replace it, or another --out")
+            existing = clip_fingerprints(out)
+        parts = PartStore(out, params)
+        if options.rebuild:
+            parts.clear()
+        parts.open()
+
+        todo: list[tuple[ManifestRow, str]] = []
+        keep_old: set[str] = set()
+        final: dict[str, str] = {}  # key -> 'old' | 'part'
+        for row in manifest.rows:
+            if not row.full_ok:
+                report.skipped.append({"key": row.key, "sheet_row": row.sheet_row,
+                                       "reason": row.problems})
+                continue
+            fp = row_fingerprint(row, params)
+            if existing.get(row.key) == fp:
+                keep_old.add(row.key)
+                final[row.key] = "old"
+                continue
+            part = parts.load(row.key)
+            if part is not None and part.attrs.get("fingerprint") == fp:
+                final[row.key] = "part"
+                report.reused += 1
+                continue
+            todo.append((row, fp))
+        report.reused += len(keep_old)
+
+        failed = _build_clips(todo, options, parts, report, final, progress)
+        if failed and options.strict:
+            raise BuildError(f"--strict: {failed['key']} (sheet row {failed['sheet_row']}): "
+                             f"{failed['reason']}; the {report.built} clips built so far are "
+                             f"kept in {parts.dir} for the next run")
+
+        root_attrs = {**params, "sheet": str(manifest.sheet.resolve()),
+                      "sheet_sha256": file_sha256(manifest.sheet),
+                      "tool_version": __version__,
+                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                      "skipped": report.skipped}
+
+        def records(old: h5py.File | None):
+            for key in sorted(final):
+                yield read_clip(old, key) if final[key] == "old" else parts.load(key)
+
+        if keep_old:
+            with h5py.File(out, "r") as old:
+                report.total = write_cache(out, root_attrs, records(old))
+        else:
+            report.total = write_cache(out, root_attrs, records(None))
+        parts.clear()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _build_clips(todo, options: BuildOptions, parts: PartStore, report: BuildReport,
+                 final: dict[str, str], progress: bool) -> dict[str, object] | None:
+    """Decode and pool every clip in ``todo``; returns the first failure under --strict."""
+    workers = options.workers or os.cpu_count() or 1
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="dynamic images", unit="clip")
+    with ThreadPoolExecutor(workers) as decoders, ThreadPoolExecutor(1) as prefetch:
+        def load(row: ManifestRow):
+            paths = [(n, row.frame_path(n)) for n in range(row.onset, row.offset + 1)]
+            return load_clip(paths, options.size, options.crop, decoders)
+
+        pending = prefetch.submit(load, todo[0][0]) if todo else None
+        for i, (row, fp) in enumerate(todo):
+            current = pending
+            pending = prefetch.submit(load, todo[i + 1][0]) if i + 1 < len(todo) else None
+            try:
+                clip = current.result()
+            except FrameError as exc:
+                skip = {"key": row.key, "sheet_row": row.sheet_row, "reason": str(exc)}
+                report.skipped.append(skip)
+                if options.strict:
+                    if pending is not None:
+                        pending.cancel()
+                    return skip
+                if bar:
+                    bar.update()
+                continue
+            record, notes = make_record(row, clip, options.weights, fp)
+            report.phase_notes += [f"{row.key}: {n}" for n in notes]
+            parts.save(record)
+            final[row.key] = "part"
+            report.built += 1
+            report.frames += clip.frames.shape[0]
+            if bar:
+                bar.update()
+    if bar:
+        bar.close()
+    return None

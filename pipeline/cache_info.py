@@ -1,0 +1,114 @@
+"""``mer-prep inspect`` and ``mer-prep show``: what a cache holds, and one clip as a PNG."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+
+from pipeline.store import PHASES, CacheError, read_clip, read_root_attrs
+
+
+def _open(cache: Path) -> h5py.File:
+    try:
+        return h5py.File(cache, "r")
+    except OSError as exc:
+        raise CacheError(f"{cache}: not a readable HDF5 cache ({exc})") from exc
+
+
+def describe_cache(cache: str | Path) -> str:
+    """Provenance, clips per subject, label and phase, and the skipped clips."""
+    cache = Path(cache)
+    attrs = read_root_attrs(cache)
+    if "schema_version" not in attrs:
+        raise CacheError(f"{cache}: an HDF5 file, but not a dynamic-image cache")
+    lines = [f"cache {cache}"]
+    for k in ("schema_version", "dataset", "sheet", "sheet_sha256", "weights", "size", "crop",
+              "tool_version", "created"):
+        lines.append(f"  {k:15s} {attrs.get(k)}")
+    subjects, labels, phases, shapes = Counter(), Counter(), Counter(), Counter()
+    with _open(cache) as f:
+        for subject in f:
+            for clip in f[subject]:
+                g = f[subject][clip]
+                subjects[subject] += 1
+                labels[str(g.attrs.get("label", ""))] += 1
+                for p in PHASES:
+                    if p in g:
+                        phases[p] += 1
+                        shapes[g[p].shape] += 1
+    n = sum(subjects.values())
+    lines.append(f"clips: {n} from {len(subjects)} subjects; image shapes (H, W, C): "
+                 + ", ".join(f"{s} x{c}" for s, c in shapes.items()))
+    lines.append("per phase: " + ", ".join(f"{p} {phases[p]}" for p in PHASES))
+    lines.append("per label: " + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
+    lines.append("per subject: " + ", ".join(f"{k} {v}" for k, v in sorted(subjects.items())))
+    skipped = json.loads(attrs.get("skipped") or "[]")
+    lines.append(f"skipped clips ({len(skipped)}):" if skipped else "skipped clips: none")
+    lines += [f"  row {s['sheet_row']}  {s['key']}: {s['reason']}" for s in skipped]
+    return "\n".join(lines)
+
+
+def _for_view(img: np.ndarray, size: int) -> np.ndarray:
+    """Min-max scale to uint8 RGB, resized to ``size`` high."""
+    img = img.astype(np.float32)
+    if img.ndim == 2:
+        img = img[..., None]
+    lo, hi = float(img.min()), float(img.max())
+    img = (img - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(img)
+    img = img.astype(np.uint8)
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    h, w = img.shape[:2]
+    return cv2.resize(img, (max(1, round(w * size / h)), size), interpolation=cv2.INTER_AREA)
+
+
+def _tile(img: np.ndarray, title: str, width: int) -> np.ndarray:
+    canvas = np.full((img.shape[0] + 22, width, 3), 255, np.uint8)
+    canvas[22:, :img.shape[1]] = img[:, :width]
+    cv2.putText(canvas, title, (2, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    return canvas
+
+
+def show_clip(cache: str | Path, key: str, out: str | Path, size: int = 224) -> Path:
+    """A PNG: the clip's three images (min-max scaled) above its onset, apex, offset frames."""
+    cache, out = Path(cache), Path(out)
+    with _open(cache) as f:
+        if key not in f or not isinstance(f[key], h5py.Group) or "full" not in f[key]:
+            raise CacheError(f"{cache} has no clip {key!r} (give SUBJECT/CLIP, e.g. "
+                             f"{next(iter(_keys(f)), 'sub01/EP02_01f')})")
+        record = read_clip(f, key)
+    a = record.attrs
+    top = [(f"{p} image", _for_view(record.images[p], size)) if p in record.images
+           else (f"{p}: none", np.full((size, size, 3), 200, np.uint8)) for p in PHASES]
+    bottom = []
+    for name in ("onset", "apex", "offset"):
+        n = a.get(name)
+        path = Path(str(a["frame_dir"])) / str(a["frame_template"]).format(n=n) if n else None
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR) if path and path.exists() else None
+        if frame is None:
+            bottom.append((f"{name} frame: not found", np.full((size, size, 3), 200, np.uint8)))
+        else:
+            bottom.append((f"{name} frame {n}", _for_view(frame[..., ::-1], size)))
+    width = max(img.shape[1] for _, img in top + bottom)
+    rows = [np.hstack([_tile(img, t, width) for t, img in row]) for row in (top, bottom)]
+    sheet = np.vstack(rows)
+    header = np.full((26, sheet.shape[1], 3), 255, np.uint8)
+    cv2.putText(header, f"{key}  label {a.get('label')}  onset {a.get('onset')} apex "
+                f"{a.get('apex')} offset {a.get('offset')}", (4, 18), cv2.FONT_HERSHEY_SIMPLEX,
+                0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), np.vstack([header, sheet])[..., ::-1]):
+        raise CacheError(f"{out}: cannot write the PNG")
+    return out
+
+
+def _keys(f: h5py.File):
+    for subject in f:
+        for clip in f[subject]:
+            yield f"{subject}/{clip}"
