@@ -67,7 +67,7 @@ class BuildReport:
     built: int = 0
     reused: int = 0
     skipped: list[dict[str, object]] = field(default_factory=list)
-    phase_notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     frames: int = 0
     seconds: float = 0.0
     total: int = 0
@@ -79,9 +79,9 @@ class BuildReport:
                  f"kept from before), {len(self.skipped)} skipped",
                  f"built {self.built} clips ({self.frames} frames) in {self.seconds:.1f} s: "
                  f"{rate:.1f} clips/s, {fps:.0f} frames/s"]
-        if self.phase_notes:
-            lines.append(f"phase images left out ({len(self.phase_notes)}):")
-            lines += [f"  {n}" for n in self.phase_notes]
+        if self.notes:
+            lines.append(f"notes ({len(self.notes)}):")
+            lines += [f"  {n}" for n in self.notes]
         if self.skipped:
             lines.append(f"skipped clips ({len(self.skipped)}):")
             lines += [f"  row {s['sheet_row']}  {s['key']}: {s['reason']}" for s in self.skipped]
@@ -138,6 +138,9 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
     report = BuildReport(out)
     start = time.perf_counter()
     with writer_lock(out):
+        # a temporary cache left by a killed writer (we hold the lock: no one else's)
+        for stale in out.parent.glob(out.name + ".tmp-*"):
+            stale.unlink()
         existing: dict[str, str] = {}
         if out.exists() and not options.rebuild:
             attrs = read_root_attrs(out)
@@ -230,7 +233,7 @@ def _build_clips(todo, options: BuildOptions, parts: PartStore, report: BuildRep
                     bar.update()
                 continue
             record, notes = make_record(row, clip, options.weights, fp)
-            report.phase_notes += [f"{row.key}: {n}" for n in notes]
+            report.notes += [f"{row.key}: {n}" for n in notes]
             parts.save(record)
             final[row.key] = "part"
             report.built += 1

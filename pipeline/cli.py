@@ -174,3 +174,7 @@ def show_command(cache: Path, clip: str, out: Path) -> None:
         click.echo(f"wrote {show_clip(cache, clip, out)}")
     except CacheError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    main()

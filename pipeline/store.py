@@ -85,9 +85,13 @@ def writer_lock(cache: Path) -> Iterator[None]:
 
 
 def _to_attr(value: object) -> object:
+    """HDF5-friendly: numbers and numeric lists as such, None as '', other lists as JSON."""
     if value is None:
         return ""
-    if isinstance(value, (list, dict)):
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return np.asarray(value)
+    if isinstance(value, (list, tuple, dict)):
         return json.dumps(value)
     return value
 

@@ -1,0 +1,207 @@
+"""The dynamic-image cache: exact images, incremental and crash-safe builds, bad frames."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from data_manifest import build_manifest
+from data_manifest.synth import generate_dataset
+from pipeline.build import BuildError, BuildOptions, build_cache
+from pipeline.cli import main as mer_prep
+from pipeline.store import CacheError, writer_lock
+
+
+def _linear(n):
+    t = np.arange(1, n + 1, dtype=np.float64)
+    return 2 * t - n - 1
+
+
+def _reference(frames: np.ndarray) -> np.ndarray:
+    """The paper's Eq. 1 in float64 over frames (T, H, W, C)."""
+    return np.tensordot(_linear(len(frames)), frames.astype(np.float64), axes=1)
+
+
+def _arrays(cache: Path) -> dict[str, np.ndarray]:
+    out = {}
+    with h5py.File(cache, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def casme(tmp_path_factory) -> Path:
+    return generate_dataset("casme2", tmp_path_factory.mktemp("c") / "casme2", subjects=2,
+                            clips_per_class=1, frame_size=(40, 48), length=(6, 9), seed=2).root
+
+
+def test_cache_equals_float64_reference_from_the_jpegs(casme, tmp_path):
+    cache = tmp_path / "c.h5"
+    report = build_cache("casme2", casme, cache, options=BuildOptions(size=None, workers=2))
+    rows = build_manifest("casme2", casme, classes="all").rows
+    assert report.total == len(rows) and not report.skipped
+    with h5py.File(cache, "r") as f:
+        assert f.attrs["dataset"] == "casme2" and f.attrs["size"] == "native"
+        assert len(f.attrs["sheet_sha256"]) == 64
+        for row in rows:
+            frames = np.stack([cv2.imread(str(row.frame_path(n)))[..., ::-1]
+                               for n in range(row.onset, row.offset + 1)])
+            g = f[row.key]
+            assert g.attrs["onset"] == row.onset and g.attrs["label"] == row.label
+            expected = {"full": _reference(frames)}
+            if row.onset_ok:
+                expected["onset"] = _reference(frames[:row.apex - row.onset + 1])
+            if row.offset_ok:
+                expected["offset"] = _reference(frames[row.apex - row.onset:][::-1])
+            assert set(g) == set(expected), row.problems
+            for phase, ref in expected.items():
+                got = g[phase][()]
+                assert got.dtype == np.float32 and got.shape == frames.shape[1:]
+                np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+def test_resized_cache_is_the_resized_image(casme, tmp_path):
+    """Pooling frames resized to 24x24 equals resizing the pooled native image, up to the
+    rounding of each resized frame to uint8 (at most 0.5 per frame, times its weight)."""
+    native = _arrays(build_cache("casme2", casme, tmp_path / "n.h5",
+                                 options=BuildOptions(size=None)).cache)
+    small = _arrays(build_cache("casme2", casme, tmp_path / "s.h5",
+                                options=BuildOptions(size=24)).cache)
+    assert native.keys() == small.keys()
+    rows = {r.key: r for r in build_manifest("casme2", casme).rows}
+    for name, img in small.items():
+        row = rows[name.rsplit("/", 1)[0]]
+        phase = name.rsplit("/", 1)[1]
+        n = (row.offset - row.onset + 1 if phase == "full" else
+             row.apex - row.onset + 1 if phase == "onset" else row.offset - row.apex + 1)
+        assert img.shape == (24, 24, 3)
+        ref = cv2.resize(native[name], (24, 24), interpolation=cv2.INTER_AREA)
+        bound = 0.5 * np.abs(_linear(n)).sum() + 1e-3
+        assert np.abs(img - ref).max() <= bound
+        assert np.abs(ref).max() > 4 * bound  # the motion is well above the rounding
+
+
+def test_rerun_reuses_and_parameters_are_checked(casme, tmp_path):
+    cache = tmp_path / "c.h5"
+    first = build_cache("casme2", casme, cache, options=BuildOptions(size=16))
+    assert first.built == first.total
+    again = build_cache("casme2", casme, cache, options=BuildOptions(size=16))
+    assert again.built == 0 and again.reused == first.total
+    assert _arrays(cache).keys() == _arrays(cache).keys()
+    with pytest.raises(CacheError, match="size: cache has '16', asked '20'.*--rebuild"):
+        build_cache("casme2", casme, cache, options=BuildOptions(size=20))
+    rebuilt = build_cache("casme2", casme, cache, options=BuildOptions(size=20, rebuild=True))
+    assert rebuilt.built == first.total
+    assert next(iter(_arrays(cache).values())).shape == (20, 20, 3)
+
+
+def _copy_dataset(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_bad_frame_files_skip_the_clip(casme, tmp_path):
+    root = _copy_dataset(casme, tmp_path / "d")
+    rows = [r for r in build_manifest("casme2", root).rows if not r.problems]
+    corrupt, empty = rows[0], rows[1]
+    corrupt.frame_path(corrupt.onset + 1).write_bytes(b"\xff\xd8 not really a jpeg")
+    empty.frame_path(empty.offset).write_bytes(b"")
+    cache = tmp_path / "c.h5"
+    report = build_cache("casme2", root, cache, options=BuildOptions(size=16))
+    reasons = {s["key"]: s["reason"] for s in report.skipped}
+    assert f"frame {corrupt.onset + 1} (" in reasons[corrupt.key]
+    assert "not a decodable image" in reasons[corrupt.key]
+    assert f"frame {empty.offset} (" in reasons[empty.key] and "empty file" in reasons[empty.key]
+    with h5py.File(cache, "r") as f:
+        assert corrupt.key not in f and empty.key not in f
+        assert "not a decodable image" in f.attrs["skipped"]
+    before = _arrays(cache)
+    with pytest.raises(BuildError, match="--strict"):
+        build_cache("casme2", root, cache, options=BuildOptions(size=16, strict=True))
+    assert _arrays(cache).keys() == before.keys()  # nothing already built is lost
+    # once the frames are fixed, a re-run adds exactly those clips
+    for row in (corrupt, empty):
+        for n in range(row.onset, row.offset + 1):
+            src = Path(str(row.frame_path(n)).replace(str(root), str(casme)))
+            row.frame_path(n).write_bytes(src.read_bytes())
+    fixed = build_cache("casme2", root, cache, options=BuildOptions(size=16))
+    assert fixed.built == 2 and not fixed.skipped
+
+
+def test_a_second_writer_is_refused(casme, tmp_path):
+    cache = tmp_path / "c.h5"
+    with writer_lock(cache):
+        result = CliRunner().invoke(mer_prep, ["build-cache", "--dataset", "casme2", "--root",
+                                               str(casme), "--out", str(cache)])
+    assert result.exit_code != 0
+    assert "is being written by another build" in result.output
+    assert not cache.exists()
+
+
+def _build_cmd(root: Path, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "pipeline.cli", "build-cache", "--dataset", "casme2",
+            "--root", str(root), "--out", str(cache), "--size", "native", "--workers", "1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["parts", "assembly"])
+def test_killed_build_is_completed_by_the_next_run(tmp_path, moment):
+    root = generate_dataset("casme2", tmp_path / "d", subjects=3, clips_per_class=2,
+                            frame_size=(320, 240), length=(30, 40), seed=4).root
+    clean = tmp_path / "clean.h5"
+    build_cache("casme2", root, clean, options=BuildOptions(size=None))
+    cache = tmp_path / "c.h5"
+    parts = tmp_path / "c.h5.parts"
+    proc = subprocess.Popen(_build_cmd(root, cache), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        if moment == "parts" and len(list(parts.glob("*.npz"))) >= 3:
+            break
+        if moment == "assembly" and list(tmp_path.glob("c.h5.tmp-*")):
+            break
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the build finished before it could be killed"
+    assert not cache.exists()  # nothing that looks like a whole cache
+    report = build_cache("casme2", root, cache, options=BuildOptions(size=None))
+    assert report.reused >= (3 if moment == "parts" else 1)
+    assert not parts.exists() and not list(tmp_path.glob("c.h5.tmp-*"))
+    got, want = _arrays(cache), _arrays(clean)
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_haar_crop_one_box_per_clip_and_centre_fallback(tmp_path):
+    root = generate_dataset("casme2", tmp_path / "raw", layout="raw", subjects=2,
+                            clips_per_class=1, frame_size=(320, 240), length=(6, 8),
+                            seed=5).root
+    rows = [r for r in build_manifest("casme2", root).rows if not r.problems]
+    blank = rows[0]
+    ok, buf = cv2.imencode(".jpg", np.full((240, 320, 3), 128, np.uint8))
+    blank.frame_path(blank.onset).write_bytes(buf.tobytes())
+    cache = tmp_path / "c.h5"
+    report = build_cache("casme2", root, cache, options=BuildOptions(size=32, crop="haar"))
+    crop_notes = [n for n in report.notes if "face" in n]
+    assert crop_notes == [f"{blank.key}: no face found on the onset frame "
+                          f"(img{blank.onset}.jpg): centre crop"]
+    with h5py.File(cache, "r") as f:
+        assert tuple(f[blank.key].attrs["crop_box"]) == (40, 0, 240, 240)
+        for row in rows[1:]:
+            x, y, w, h = f[row.key].attrs["crop_box"]
+            assert w == h and 100 < w < 240  # a face-sized square, not the frame
+            assert f[row.key]["full"].shape == (32, 32, 3)
