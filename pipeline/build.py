@@ -109,14 +109,19 @@ def _apex_index(row: ManifestRow) -> int | None:
 def make_record(row: ManifestRow, clip: ClipFrames, weights: str,
                 fingerprint: str) -> tuple[ClipRecord, list[str]]:
     """Pool one clip's decoded frames into its record; also the phase notes."""
-    images = clip_dynamic_images(clip.frames, _apex_index(row), weights=weights)
+    apex = _apex_index(row)
+    images = clip_dynamic_images(clip.frames, apex, weights=weights)
     phases = {"full": images.full}
     notes = list(clip.notes)
     for phase, ok in (("onset", row.onset_ok), ("offset", row.offset_ok)):
         img = getattr(images, phase)
         if img is not None and ok:
             phases[phase] = img
-    notes += images.notes
+    if apex is None:  # say why in the sheet's terms, not the kernel's
+        why = next((p for p in row.problem_list if p.startswith("apex")), "apex unusable")
+        notes.append(f"no onset or offset image ({why.split(':')[0]})")
+    else:
+        notes += images.notes
     attrs = {k: getattr(row, k) for k in FIELDS}
     attrs.update(fingerprint=fingerprint, phases=list(phases), notes=notes,
                  crop_box=dataclasses.astuple(clip.box), jpeg_reduce=clip.reduce,

@@ -14,3 +14,13 @@ mer-prep synth --dataset casme2 --out "$OUT/casme2" --subjects 6 --clips-per-cla
 echo
 echo "== 2. its manifest, read from the generated annotation sheet"
 mer-prep manifest --dataset casme2 --root "$OUT/casme2" --out "$OUT/casme2_manifest.csv"
+
+echo
+echo "== 3. the dynamic-image cache: full, onset and offset images of every clip"
+mer-prep build-cache --dataset casme2 --root "$OUT/casme2" --out "$OUT/casme2.h5"
+mer-prep inspect "$OUT/casme2.h5"
+
+echo
+echo "== 4. one clip's images beside its onset, apex and offset frames"
+CLIP=$(python -c "import csv,sys; r=[x for x in csv.DictReader(open(sys.argv[1])) if not x['quirk']][0]; print(r['subject']+'/'+r['clip'])" "$OUT/casme2/synth_ground_truth.csv")
+mer-prep show "$OUT/casme2.h5" "$CLIP" --out "$OUT/clip.png"
