@@ -1,0 +1,122 @@
+"""Metrics against scikit-learn, folds, and reading caches into a training set."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+from data_manifest.synth import generate_dataset
+from pipeline.build import BuildOptions, build_cache
+from training.data import DataError, load_caches, training_samples
+from training.folds import FoldError, make_folds, validation_split
+from training.metrics import confusion, mean_std, scores
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_metrics_match_sklearn(rng, n_classes):
+    for _ in range(20):
+        n = int(rng.integers(1, 40))
+        y = rng.integers(0, n_classes, n)
+        p = np.where(rng.random(n) < 0.5, y, rng.integers(0, n_classes, n))
+        s = scores(y, p, n_classes)
+        assert s.accuracy == pytest.approx(accuracy_score(y, p))
+        assert s.uf1 == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+        assert s.uar == pytest.approx(balanced_accuracy_score(y, p))
+        np.testing.assert_array_equal(confusion(y, p, n_classes),
+                                      confusion_matrix(y, p, labels=range(n_classes)))
+    assert mean_std([0.5]) == (0.5, 0.0)
+    assert mean_std([0.2, 0.4])[1] == pytest.approx(np.std([0.2, 0.4], ddof=1))
+
+
+def _toy(rng, n_subjects=8, per=10, n_classes=4):
+    subjects = np.repeat([f"s{i}" for i in range(n_subjects)], per)
+    labels = rng.integers(0, n_classes, len(subjects))
+    return labels, subjects
+
+
+@pytest.mark.parametrize("protocol", ["kfold", "subject-kfold", "loso"])
+def test_folds_partition_and_repeat(rng, protocol):
+    labels, subjects = _toy(rng)
+    folds = make_folds(protocol, labels, subjects, n_folds=4, seed=3)
+    assert np.array_equal(np.sort(np.concatenate(folds)), np.arange(len(labels)))
+    again = make_folds(protocol, labels, subjects, n_folds=4, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(folds, again, strict=True))
+    if protocol != "kfold":
+        for test in folds:
+            train = np.setdiff1d(np.arange(len(labels)), test)
+            assert not set(subjects[test]) & set(subjects[train])
+    assert len(folds) == (8 if protocol == "loso" else 4)
+
+
+def test_validation_split_comes_from_training_and_respects_subjects(rng):
+    labels, subjects = _toy(rng)
+    test = make_folds("subject-kfold", labels, subjects, n_folds=4, seed=0)[0]
+    train = np.setdiff1d(np.arange(len(labels)), test)
+    fit, val = validation_split(train, labels, subjects, subject_disjoint=True, seed=0)
+    assert set(fit) | set(val) == set(train) and not set(fit) & set(val)
+    assert not set(val) & set(test)
+    assert not set(subjects[fit]) & set(subjects[val])
+
+
+def test_fold_errors(rng):
+    labels, subjects = _toy(rng, n_subjects=3)
+    with pytest.raises(FoldError, match="3 subjects cannot make 5"):
+        make_folds("subject-kfold", labels, subjects)
+    with pytest.raises(FoldError, match="unknown protocol"):
+        make_folds("holdout", labels, subjects)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cache")
+    root = generate_dataset("casme2", base / "d", subjects=2, clips_per_class=1,
+                            frame_size=(40, 40), length=(6, 8), seed=9).root
+    return build_cache("casme2", root, base / "c.h5", options=BuildOptions(size=16)).cache
+
+
+def test_load_cache_class_sets(cache):
+    five = load_caches([cache], "five")
+    assert five.classes == ["happiness", "disgust", "surprise", "repression", "others"]
+    assert len(five) == 10 and five.full.shape == (10, 16, 16, 3)
+    assert np.bincount(five.labels).tolist() == [2, 2, 2, 2, 2]
+    assert len(load_caches([cache], "all")) == 11  # the 'fear' clip too
+    with pytest.raises(DataError, match="leaves no clips in class"):
+        _only_some(cache)
+
+
+def _only_some(cache):
+    """A cache whose surprise clips were removed: the MEGC set then has an empty class."""
+    import shutil
+
+    copy = cache.with_name("partial.h5")
+    shutil.copy(cache, copy)
+    with h5py.File(copy, "r+") as f:
+        for subject in list(f):
+            for clip in list(f[subject]):
+                if f[subject][clip].attrs["emotion"] == "surprise":
+                    del f[subject][clip]
+    return load_caches([copy], "megc")
+
+
+def test_dual_phase_samples_train_only(cache):
+    clips = load_caches([cache], "five")
+    train = np.arange(6)
+    x, y = training_samples(clips, train, dual=False)
+    assert len(x) == 6
+    x, y = training_samples(clips, train, dual=True)
+    n_phase = clips.has_onset[train].sum() + clips.has_offset[train].sum()
+    assert len(x) == 6 + n_phase and n_phase < 12  # quirk clips have fewer phase images
+    assert np.bincount(y, minlength=5).sum() == len(x)
+
+
+def test_bad_caches(tmp_path):
+    with pytest.raises(DataError, match="cache not found"):
+        load_caches([tmp_path / "nope.h5"])
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(DataError, match="not a dynamic-image cache"):
+        load_caches([foreign])

@@ -1,0 +1,71 @@
+"""Cross-validation folds and the validation split carved from the training folds.
+
+- ``kfold``: stratified over clips (the paper's 5-fold).
+- ``subject-kfold``: stratified, grouped by subject (no subject in two folds).
+- ``loso``: leave one subject out.
+The same seed gives the same folds. The validation split used for early stopping comes
+from the training clips only, subject-disjoint where the protocol is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+PROTOCOLS = ("kfold", "subject-kfold", "loso")
+
+
+class FoldError(ValueError):
+    """The folds asked for cannot be made from these clips."""
+
+
+def make_folds(protocol: str, labels: np.ndarray, subjects: np.ndarray, n_folds: int = 5,
+               seed: int = 0) -> list[np.ndarray]:
+    """Test indices of every fold (each clip in exactly one test fold)."""
+    labels, subjects = np.asarray(labels), np.asarray(subjects)
+    n = len(labels)
+    if protocol == "loso":
+        return [np.flatnonzero(subjects == s) for s in sorted(set(subjects.tolist()))]
+    if protocol not in PROTOCOLS:
+        raise FoldError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if n_folds < 2:
+        raise FoldError("need at least 2 folds")
+    if protocol == "kfold":
+        if n < n_folds:
+            raise FoldError(f"{n} clips cannot make {n_folds} folds")
+        splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(n), labels)
+    else:
+        n_subjects = len(set(subjects.tolist()))
+        if n_subjects < n_folds:
+            raise FoldError(f"{n_subjects} subjects cannot make {n_folds} subject-disjoint folds")
+        splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
+        splits = splitter.split(np.zeros(n), labels, subjects)
+    folds = [np.sort(test) for _, test in splits]
+    empty = [i for i, f in enumerate(folds) if len(f) == 0]
+    if empty:
+        raise FoldError(f"fold {empty[0]} has no test clips")
+    return folds
+
+
+def validation_split(train: np.ndarray, labels: np.ndarray, subjects: np.ndarray,
+                     subject_disjoint: bool, fraction: float = 0.2,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split training indices into (fit, validation), about ``fraction`` for validation.
+
+    Stratified by label; grouped by subject when ``subject_disjoint``. Falls back to a
+    plain stratified split when there are too few subjects to group.
+    """
+    train = np.asarray(train)
+    if not 0 < fraction < 1:
+        raise FoldError("validation fraction must be in (0, 1)")
+    k = max(2, round(1 / fraction))
+    y, g = np.asarray(labels)[train], np.asarray(subjects)[train]
+    if subject_disjoint and len(set(g.tolist())) >= k:
+        splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+        fit, val = next(splitter.split(np.zeros(len(train)), y, g))
+    else:
+        k = min(k, len(train))
+        splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+        fit, val = next(splitter.split(np.zeros(len(train)), y))
+    return np.sort(train[fit]), np.sort(train[val])
