@@ -24,7 +24,7 @@ from data_manifest import ManifestRow, build_manifest
 from data_manifest.records import FIELDS
 from pipeline import __version__
 from pipeline.dynamic_image import WEIGHTS, clip_dynamic_images
-from pipeline.frames import CROPS, ClipFrames, FrameError, load_clip
+from pipeline.frames import CROPS, ClipFrames, FrameError, finish_image, load_clip
 from pipeline.store import (
     BUILD_PARAMS,
     SCHEMA_VERSION,
@@ -106,7 +106,7 @@ def _apex_index(row: ManifestRow) -> int | None:
     return row.apex - row.onset
 
 
-def make_record(row: ManifestRow, clip: ClipFrames, weights: str,
+def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | None,
                 fingerprint: str) -> tuple[ClipRecord, list[str]]:
     """Pool one clip's decoded frames into its record; also the phase notes."""
     apex = _apex_index(row)
@@ -117,6 +117,7 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str,
         img = getattr(images, phase)
         if img is not None and ok:
             phases[phase] = img
+    phases = {p: finish_image(img, size, clip.grey) for p, img in phases.items()}
     if apex is None:  # say why in the sheet's terms, not the kernel's
         why = next((p for p in row.problem_list if p.startswith("apex")), "apex unusable")
         notes.append(f"no onset or offset image ({why.split(':')[0]})")
@@ -237,7 +238,7 @@ def _build_clips(todo, options: BuildOptions, parts: PartStore, report: BuildRep
                 if bar:
                     bar.update()
                 continue
-            record, notes = make_record(row, clip, options.weights, fp)
+            record, notes = make_record(row, clip, options.weights, options.size, fp)
             report.notes += [f"{row.key}: {n}" for n in notes]
             parts.save(record)
             final[row.key] = "part"

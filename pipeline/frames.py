@@ -3,8 +3,10 @@
 A clip's frames are decoded by a thread pool (OpenCV releases the GIL while it decodes).
 Where the JPEG decoder's reduced-size decoding (1/2, 1/4, 1/8, done in the DCT, much
 cheaper than a full decode) still leaves at least the target size for the crop, we use
-it: the dynamic image is a linear sum, so resizing frames before pooling equals resizing
-the image after it, up to rounding.
+it. Frames are then only cropped (a view) and stacked in the decoder's channel order: the
+dynamic image is a linear sum, so resizing and reordering channels commute with pooling,
+and :func:`finish_image` does both once per *image* instead of once per frame (exactly,
+with no per-frame uint8 rounding, and 60x fewer resizes for a 60-frame clip).
 """
 
 from __future__ import annotations
@@ -46,12 +48,14 @@ class Box:
 
 @dataclass
 class ClipFrames:
-    """Decoded frames [shape=(T, H, W, C), dtype=uint8], RGB or grey, and what was done."""
+    """Decoded, cropped frames [shape=(T, h, w, C), dtype=uint8], BGR or grey (C = 1),
+    at the decoder's resolution, and what was done."""
 
     frames: np.ndarray
     box: Box
     reduce: int
     notes: list[str]
+    grey: bool
 
 
 def read_frame(path: Path, number: int, flag: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
@@ -113,19 +117,26 @@ def choose_reduce(box: Box, size: int | None) -> int:
 
 
 def _decode_one(path: Path, number: int, grey: bool, reduce: int, box: Box,
-                size: int | None, out: np.ndarray) -> None:
+                out: np.ndarray) -> None:
     img = read_frame(path, number, _REDUCED[(grey, reduce)])
     b = box.scaled(reduce)
-    if img.shape[0] < b.y + b.h or img.shape[1] < b.x + b.w:
+    if img.shape[0] < b.y + out.shape[0] or img.shape[1] < b.x + out.shape[1]:
         raise FrameError(f"frame {number} ({path}): size {img.shape[1]}x{img.shape[0]} "
                          "differs from the clip's first frame")
-    img = img[b.y:b.y + b.h, b.x:b.x + b.w]
+    crop = img[b.y:b.y + out.shape[0], b.x:b.x + out.shape[1]]
+    out[...] = crop.reshape(out.shape)
+
+
+def finish_image(img: np.ndarray, size: int | None, grey: bool) -> np.ndarray:
+    """A pooled image in decoder order -> the cache's: resized to ``size`` x ``size``
+    (area interpolation; None keeps it) and RGB (colour) [shape=(H, W, C), float32]."""
     if size is not None and img.shape[:2] != (size, size):
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    if grey:
-        out[..., 0] = img
-    else:
-        cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out)
+        if img.ndim == 2:
+            img = img[..., None]
+    if not grey:
+        img = img[..., ::-1]  # BGR -> RGB
+    return np.ascontiguousarray(img, dtype=np.float32)
 
 
 def load_clip(paths: list[tuple[int, Path]], size: int | None, crop: str,
@@ -133,32 +144,30 @@ def load_clip(paths: list[tuple[int, Path]], size: int | None, crop: str,
     """Decode a clip's frames ``[(frame number, path)]`` (onset first) into one array.
 
     The crop box is fixed for the whole clip, from the onset frame: a box that moved from
-    frame to frame would invent motion. ``size`` None keeps the native size (``crop``
-    still applies). Raises :class:`FrameError` naming the first bad file.
+    frame to frame would invent motion. Frames come back cropped, at the decoder's
+    (possibly reduced) resolution, in its channel order (BGR or grey); pool them, then
+    :func:`finish_image`. ``size`` None keeps the native size. Raises
+    :class:`FrameError` naming the first bad file.
     """
     if crop not in CROPS:
         raise ValueError(f"unknown crop {crop!r}; choose one of {', '.join(CROPS)}")
     number0, path0 = paths[0]
     first = read_frame(path0, number0)
     grey = _is_grey(first)
-    if not grey and first.ndim == 3 and first.shape[2] == 4:
-        first = cv2.cvtColor(first, cv2.COLOR_BGRA2BGR)
     h, w = first.shape[:2]
     notes: list[str] = []
+    box = Box(0, 0, w, h)  # crop none: the whole frame (squashed to size x size)
     if crop == "haar":
-        box = detect_face(first)
+        box = detect_face(first if first.ndim == 2 or first.shape[2] == 3
+                          else cv2.cvtColor(first, cv2.COLOR_BGRA2BGR))
         if box is None:
             box = centre_box(h, w)
             notes.append(f"no face found on the onset frame ({path0.name}): centre crop")
-    elif size is not None:
-        box = Box(0, 0, w, h)  # the whole frame, squashed to size x size
-    else:
-        box = Box(0, 0, w, h)
     reduce = choose_reduce(box, size)
-    out_h, out_w = (size, size) if size is not None else (box.h, box.w)
-    frames = np.empty((len(paths), out_h, out_w, 1 if grey else 3), np.uint8)
-    futures = [executor.submit(_decode_one, p, n, grey, reduce, box, size, frames[i])
+    b = box.scaled(reduce)
+    frames = np.empty((len(paths), b.h, b.w, 1 if grey else 3), np.uint8)
+    futures = [executor.submit(_decode_one, p, n, grey, reduce, box, frames[i])
                for i, (n, p) in enumerate(paths)]
     for f in futures:
         f.result()  # re-raises the first FrameError
-    return ClipFrames(frames, box, reduce, notes)
+    return ClipFrames(frames, box, reduce, notes, grey)
