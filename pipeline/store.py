@@ -142,11 +142,12 @@ class PartStore:
     def save(self, record: ClipRecord) -> None:
         path = self._path(record.key)
         tmp = path.with_name(path.name + ".tmp")
+        # No fsync: the rename makes a part whole against a killed process (the page cache
+        # survives it); only the assembled cache is synced. After a power loss a part
+        # that fails to load is simply built again.
         with open(tmp, "wb") as fh:
             np.savez(fh, __attrs__=np.array(json.dumps(record.attrs)),
                      **{f"img_{k}": v for k, v in record.images.items()})
-            fh.flush()
-            os.fsync(fh.fileno())
         os.replace(tmp, path)
 
     def load(self, key: str) -> ClipRecord | None:
