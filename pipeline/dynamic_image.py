@@ -28,9 +28,12 @@ This module must never import torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 
 __all__ = ["WEIGHTS", "ClipImages", "clip_dynamic_images", "rank_pool_weights"]
 
@@ -86,6 +89,19 @@ def rank_pool_weights(n: int, kind: str = "linear") -> np.ndarray:
     return 2.0 * (n - t + 1.0) - (n + 1.0) * (harmonic[n] - harmonic[:-1])
 
 
+@lru_cache(maxsize=4096)
+def _kernel_weights(n: int, kind: str, reverse: bool = False) -> np.ndarray:
+    """float32 weights for the kernels, cached (clips repeat their lengths); never mutate.
+
+    Not flagged read-only on purpose: Numba's dispatcher types writable arrays on its fast
+    path, read-only ones cost about 10 us more per call.
+    """
+    w = rank_pool_weights(n, kind)
+    if reverse:
+        w = w[::-1]
+    return np.ascontiguousarray(w, dtype=np.float32)
+
+
 @dataclass
 class ClipImages:
     """The three dynamic images of one clip.
@@ -111,93 +127,225 @@ class ClipImages:
 
 
 # --------------------------------------------------------------------------------------
-# Kernels. Frames are viewed as (T, H, W*C) so that the inner loop runs over the W*C
-# contiguous bytes of one frame row. Each thread owns whole rows (prange over H): for one
-# row it streams that row of every frame exactly once, in time order, into accumulator
-# rows that stay in L1 (3 x W*C float32, ~23 KB at 640x480x3). The time loop is split
-# into the onset-only part, the shared apex frame and the offset-only part, so the inner
-# pixel loops are branch-free and vectorise.
+# Kernels.
+#
+# Frames are viewed as (T, N) with N = H*W*C, images as (N,). The N pixels are cut into
+# contiguous chunks (a few rows' worth, see _chunk_size) and the chunks are spread over
+# the threads with prange. For its chunk a thread streams the matching bytes of every
+# frame exactly once, in time order, into accumulators that stay in its L2 cache.
+#
+# What keeps the inner loops fast:
+# - the time loop is split into the onset-only part, the shared apex frame and the
+#   offset-only part, so the pixel loops have no branches and vectorise;
+# - frames are taken 8 (then 4, then 1) at a time, so each accumulator element is loaded
+#   and stored once per block instead of once per frame: one frame at a time, the
+#   accumulator stores, not memory, bound the kernel;
+# - each multiply-add is one fused multiply-add (llvm.fma, a single rounding) rather than
+#   a multiply and an add. This is not fastmath: nothing is reassociated, the additions
+#   stay in time order, ((acc + w0*x0) + w1*x1) + ..., and the result is deterministic
+#   and independent of the thread count. (On a CPU without FMA, LLVM calls fmaf instead:
+#   same results, slower.)
+#
+# Measured on 2 cores (benchmarks/README.md): about 25-40 GB/s of uint8 input, i.e. the
+# kernel reads frames faster than np.copyto copies them; at 640x480x3 it is bound by the
+# memory system, not by arithmetic.
 # --------------------------------------------------------------------------------------
 
+_CHUNK = 32768  # pixels (uint8 values) per work item; accumulators 128 KB each
+
+
+@intrinsic
+def _fma(typingctx, a, x, acc):
+    """``a * x + acc`` in float32 with a single rounding (llvm.fma.f32)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+@numba.njit(cache=True)
+def _acc2_block8(f, g, frames, t, lo, hi, wa, ia, wb, ib):
+    """f += sum_k wa[ia+k] frames[t+k, lo:hi], g += sum_k wb[ib+k] frames[t+k, lo:hi], k < 8."""
+    s0 = frames[t, lo:hi]
+    s1 = frames[t + 1, lo:hi]
+    s2 = frames[t + 2, lo:hi]
+    s3 = frames[t + 3, lo:hi]
+    s4 = frames[t + 4, lo:hi]
+    s5 = frames[t + 5, lo:hi]
+    s6 = frames[t + 6, lo:hi]
+    s7 = frames[t + 7, lo:hi]
+    a0, a1, a2, a3 = wa[ia], wa[ia + 1], wa[ia + 2], wa[ia + 3]
+    a4, a5, a6, a7 = wa[ia + 4], wa[ia + 5], wa[ia + 6], wa[ia + 7]
+    b0, b1, b2, b3 = wb[ib], wb[ib + 1], wb[ib + 2], wb[ib + 3]
+    b4, b5, b6, b7 = wb[ib + 4], wb[ib + 5], wb[ib + 6], wb[ib + 7]
+    for j in range(f.size):
+        x0 = np.float32(s0[j])
+        x1 = np.float32(s1[j])
+        x2 = np.float32(s2[j])
+        x3 = np.float32(s3[j])
+        x4 = np.float32(s4[j])
+        x5 = np.float32(s5[j])
+        x6 = np.float32(s6[j])
+        x7 = np.float32(s7[j])
+        u = _fma(a0, x0, f[j])
+        u = _fma(a1, x1, u)
+        u = _fma(a2, x2, u)
+        u = _fma(a3, x3, u)
+        u = _fma(a4, x4, u)
+        u = _fma(a5, x5, u)
+        u = _fma(a6, x6, u)
+        f[j] = _fma(a7, x7, u)
+        v = _fma(b0, x0, g[j])
+        v = _fma(b1, x1, v)
+        v = _fma(b2, x2, v)
+        v = _fma(b3, x3, v)
+        v = _fma(b4, x4, v)
+        v = _fma(b5, x5, v)
+        v = _fma(b6, x6, v)
+        g[j] = _fma(b7, x7, v)
+
+
+@numba.njit(cache=True)
+def _acc2_block4(f, g, frames, t, lo, hi, wa, ia, wb, ib):
+    """Like :func:`_acc2_block8` for 4 frames."""
+    s0 = frames[t, lo:hi]
+    s1 = frames[t + 1, lo:hi]
+    s2 = frames[t + 2, lo:hi]
+    s3 = frames[t + 3, lo:hi]
+    a0, a1, a2, a3 = wa[ia], wa[ia + 1], wa[ia + 2], wa[ia + 3]
+    b0, b1, b2, b3 = wb[ib], wb[ib + 1], wb[ib + 2], wb[ib + 3]
+    for j in range(f.size):
+        x0 = np.float32(s0[j])
+        x1 = np.float32(s1[j])
+        x2 = np.float32(s2[j])
+        x3 = np.float32(s3[j])
+        f[j] = _fma(a3, x3, _fma(a2, x2, _fma(a1, x1, _fma(a0, x0, f[j]))))
+        g[j] = _fma(b3, x3, _fma(b2, x2, _fma(b1, x1, _fma(b0, x0, g[j]))))
+
+
+@numba.njit(cache=True)
+def _acc2_frame(f, g, src, a, b):
+    """f += a * src, g += b * src for one frame's chunk."""
+    for j in range(f.size):
+        x = np.float32(src[j])
+        f[j] = _fma(a, x, f[j])
+        g[j] = _fma(b, x, g[j])
+
+
+@numba.njit(cache=True)
+def _acc1_frame(f, src, a):
+    """f += a * src for one frame's chunk."""
+    for j in range(f.size):
+        f[j] = _fma(a, np.float32(src[j]), f[j])
+
+
+@numba.njit(cache=True)
+def _acc2_span(f, g, frames, lo, hi, t0, t1, wa, wb, shift_b):
+    """Frames t0 .. t1-1 (pixels lo:hi) into f (weights wa[t]) and g (wb[t + shift_b])."""
+    t = t0
+    while t + 8 <= t1:
+        _acc2_block8(f, g, frames, t, lo, hi, wa, t, wb, t + shift_b)
+        t += 8
+    if t + 4 <= t1:
+        _acc2_block4(f, g, frames, t, lo, hi, wa, t, wb, t + shift_b)
+        t += 4
+    while t < t1:
+        _acc2_frame(f, g, frames[t, lo:hi], wa[t], wb[t + shift_b])
+        t += 1
+
 
 @numba.njit(cache=True, parallel=True, fastmath=False)
-def _fused_kernel(frames, apex, w_full, w_on, w_off, do_on, do_off, full, onset, offset):
-    """Fill ``full``, ``onset`` and ``offset`` (each (H, W*C) float32) in place.
+def _fused_kernel(frames, apex, w_full, w_on, w_off, do_on, do_off, full, onset, offset, chunk):
+    """Fill ``full``, ``onset`` and ``offset`` (each (N,) float32) in place.
 
-    ``frames`` is (T, H, W*C) uint8 C-contiguous; ``w_full`` has length T, ``w_on`` length
+    ``frames`` is (T, N) uint8 C-contiguous; ``w_full`` has length T, ``w_on`` length
     ``apex + 1`` (forward) and ``w_off`` length ``T - apex`` (already reversed: ``w_off[0]``
     multiplies the apex frame). ``do_on`` / ``do_off`` say whether the apex frame goes into
-    the onset / offset image (False for a one-frame phase; then the other loop is empty).
+    the onset / offset image (False for a one-frame phase, whose other loop is then
+    empty and whose output stays zero). ``chunk`` pixels per work item.
     """
-    n_frames, n_rows, n_cols = frames.shape
-    for h in numba.prange(n_rows):
-        f = full[h]
-        o = onset[h]
-        q = offset[h]
-        for j in range(n_cols):
-            f[j] = np.float32(0.0)
-            o[j] = np.float32(0.0)
-            q[j] = np.float32(0.0)
+    n_frames, n_pix = frames.shape
+    n_chunks = (n_pix + chunk - 1) // chunk
+    for c in numba.prange(n_chunks):
+        lo = c * chunk
+        hi = min(lo + chunk, n_pix)
+        f = full[lo:hi]
+        o = onset[lo:hi]
+        q = offset[lo:hi]
+        f[:] = np.float32(0.0)
+        o[:] = np.float32(0.0)
+        q[:] = np.float32(0.0)
 
         # onset part: frames 0 .. apex-1 go into full and onset
-        for t in range(apex):
-            src = frames[t, h]
-            wf = w_full[t]
-            wo = w_on[t]
-            for j in range(n_cols):
-                x = np.float32(src[j])
-                f[j] += wf * x
-                o[j] += wo * x
+        _acc2_span(f, o, frames, lo, hi, 0, apex, w_full, w_on, 0)
 
         # the apex frame is shared by both phases
-        src = frames[apex, h]
+        src = frames[apex, lo:hi]
         wf = w_full[apex]
-        wo = w_on[apex]
-        wq = w_off[0]
         if do_on and do_off:
-            for j in range(n_cols):
+            wo = w_on[apex]
+            wq = w_off[0]
+            for j in range(hi - lo):
                 x = np.float32(src[j])
-                f[j] += wf * x
-                o[j] += wo * x
-                q[j] += wq * x
+                f[j] = _fma(wf, x, f[j])
+                o[j] = _fma(wo, x, o[j])
+                q[j] = _fma(wq, x, q[j])
         elif do_on:
-            for j in range(n_cols):
-                x = np.float32(src[j])
-                f[j] += wf * x
-                o[j] += wo * x
+            _acc2_frame(f, o, src, wf, w_on[apex])
         elif do_off:
-            for j in range(n_cols):
-                x = np.float32(src[j])
-                f[j] += wf * x
-                q[j] += wq * x
+            _acc2_frame(f, q, src, wf, w_off[0])
         else:
-            for j in range(n_cols):
-                f[j] += wf * np.float32(src[j])
+            _acc1_frame(f, src, wf)
 
-        # offset part: frames apex+1 .. T-1 go into full and offset
-        for t in range(apex + 1, n_frames):
-            src = frames[t, h]
-            wf = w_full[t]
-            wq = w_off[t - apex]
-            for j in range(n_cols):
-                x = np.float32(src[j])
-                f[j] += wf * x
-                q[j] += wq * x
+        # offset part: frames apex+1 .. T-1 go into full and offset (w_off[t - apex])
+        _acc2_span(f, q, frames, lo, hi, apex + 1, n_frames, w_full, w_off, -apex)
 
 
 @numba.njit(cache=True, parallel=True, fastmath=False)
-def _full_kernel(frames, w_full, full):
-    """Fill ``full`` ((H, W*C) float32) in place with the forward dynamic image."""
-    n_frames, n_rows, n_cols = frames.shape
-    for h in numba.prange(n_rows):
-        f = full[h]
-        for j in range(n_cols):
-            f[j] = np.float32(0.0)
-        for t in range(n_frames):
-            src = frames[t, h]
-            wf = w_full[t]
-            for j in range(n_cols):
-                f[j] += wf * np.float32(src[j])
+def _full_kernel(frames, w_full, full, chunk):
+    """Fill ``full`` ((N,) float32) in place with the forward dynamic image of (T, N) frames."""
+    n_frames, n_pix = frames.shape
+    n_chunks = (n_pix + chunk - 1) // chunk
+    for c in numba.prange(n_chunks):
+        lo = c * chunk
+        hi = min(lo + chunk, n_pix)
+        f = full[lo:hi]
+        f[:] = np.float32(0.0)
+        # 8-frame blocks, then single frames (same reasoning as the fused kernel)
+        t = 0
+        while t + 8 <= n_frames:
+            s0 = frames[t, lo:hi]
+            s1 = frames[t + 1, lo:hi]
+            s2 = frames[t + 2, lo:hi]
+            s3 = frames[t + 3, lo:hi]
+            s4 = frames[t + 4, lo:hi]
+            s5 = frames[t + 5, lo:hi]
+            s6 = frames[t + 6, lo:hi]
+            s7 = frames[t + 7, lo:hi]
+            a0, a1, a2, a3 = w_full[t], w_full[t + 1], w_full[t + 2], w_full[t + 3]
+            a4, a5, a6, a7 = w_full[t + 4], w_full[t + 5], w_full[t + 6], w_full[t + 7]
+            for j in range(hi - lo):
+                u = _fma(a0, np.float32(s0[j]), f[j])
+                u = _fma(a1, np.float32(s1[j]), u)
+                u = _fma(a2, np.float32(s2[j]), u)
+                u = _fma(a3, np.float32(s3[j]), u)
+                u = _fma(a4, np.float32(s4[j]), u)
+                u = _fma(a5, np.float32(s5[j]), u)
+                u = _fma(a6, np.float32(s6[j]), u)
+                f[j] = _fma(a7, np.float32(s7[j]), u)
+            t += 8
+        while t < n_frames:
+            _acc1_frame(f, frames[t, lo:hi], w_full[t])
+            t += 1
+
+
+def _chunk_size(n_pix: int) -> int:
+    """Pixels per work item: about _CHUNK, but at least 4 items per thread when small."""
+    per_item = -(-n_pix // (4 * numba.get_num_threads()))
+    per_item = -(-per_item // 64) * 64  # whole cache lines of uint8
+    return max(64, min(_CHUNK, per_item))
 
 
 def _check_out(out: np.ndarray, shape: tuple[int, int, int]) -> None:
@@ -252,8 +400,10 @@ def clip_dynamic_images(
 
     Notes
     -----
-    Accumulation is in float32 with the weights precomputed in float64 and rounded to
-    float32. The offset image uses the reversed weights ``w'[k] = w[T' - 1 - k]`` of the
+    Each input frame is read exactly once: one fused pass accumulates all three images.
+    Accumulation is in float32, in time order, with fused multiply-adds; the weights are
+    computed in float64 and rounded to float32. The result does not depend on the number
+    of threads. The offset image uses the reversed weights ``w'[k] = w[T' - 1 - k]`` of the
     offset phase (``T' = T - apex_index`` frames, ``k = 0`` at the apex); for linear
     weights this is ``T' + 1 - 2t`` for the ``t``-th frame from the apex (1-based).
     """
@@ -263,8 +413,7 @@ def clip_dynamic_images(
         raise ValueError(f"frames must have dtype uint8, got {frames.dtype}")
     if frames.ndim != 4:
         raise ValueError(
-            f"frames must have shape (T, H, W, C), got ndim={frames.ndim} "
-            f"(shape {frames.shape})"
+            f"frames must have shape (T, H, W, C), got ndim={frames.ndim} (shape {frames.shape})"
         )
     n_frames, height, width, channels = frames.shape
     if n_frames < 2:
@@ -291,22 +440,26 @@ def clip_dynamic_images(
     else:
         _check_out(out, image_shape)
 
-    src = np.ascontiguousarray(frames).reshape(n_frames, height, width * channels)
-    flat = out.reshape(3, height, width * channels)
-    w_full = rank_pool_weights(n_frames, weights).astype(np.float32)
+    n_pix = height * width * channels
+    src = np.ascontiguousarray(frames).reshape(n_frames, n_pix)
+    flat = out.reshape(3, n_pix)
+    chunk = _chunk_size(n_pix)
+    w_full = _kernel_weights(n_frames, weights)
 
     if apex_index is None:
-        _full_kernel(src, w_full, flat[0])
+        _full_kernel(src, w_full, flat[0], chunk)
         notes = ["apex unknown: onset and offset images not written"]
         return ClipImages(full=out[0], onset=None, offset=None, notes=notes)
 
     n_on = apex_index + 1
     n_off = n_frames - apex_index
-    w_on = rank_pool_weights(n_on, weights).astype(np.float32)
-    w_off = np.ascontiguousarray(rank_pool_weights(n_off, weights)[::-1]).astype(np.float32)
+    w_on = _kernel_weights(n_on, weights)
+    w_off = _kernel_weights(n_off, weights, reverse=True)
     do_on = n_on > 1
     do_off = n_off > 1
-    _fused_kernel(src, apex_index, w_full, w_on, w_off, do_on, do_off, flat[0], flat[1], flat[2])
+    _fused_kernel(
+        src, apex_index, w_full, w_on, w_off, do_on, do_off, flat[0], flat[1], flat[2], chunk
+    )
 
     notes: list[str] = []
     if not do_on:
