@@ -1,8 +1,8 @@
 """Dynamic images (approximate rank pooling) of micro-expression clips.
 
 A dynamic image summarises a clip of frames ``F_1 .. F_T`` (``t`` is 1-based) as one
-weighted sum ``d = sum_t a_t * F_t`` whose weights grow with time, so the image encodes
-the direction of the motion (Bilen et al., "Dynamic Image Networks for Action
+weighted sum ``d = sum_t a_t * F_t`` whose weights are negative early and positive late,
+so the image encodes the direction of the motion (Bilen et al., "Dynamic Image Networks for Action
 Recognition", CVPR 2016).
 
 Two weightings are provided (see :func:`rank_pool_weights`):
@@ -91,15 +91,13 @@ def rank_pool_weights(n: int, kind: str = "linear") -> np.ndarray:
 
 @lru_cache(maxsize=4096)
 def _kernel_weights(n: int, kind: str, reverse: bool = False) -> np.ndarray:
-    """float32 weights for the kernels, cached (clips repeat their lengths); never mutate.
-
-    Not flagged read-only on purpose: Numba's dispatcher types writable arrays on its fast
-    path, read-only ones cost about 10 us more per call.
-    """
+    """Read-only float32 weights for the kernels (cached: clips repeat their lengths)."""
     w = rank_pool_weights(n, kind)
     if reverse:
         w = w[::-1]
-    return np.ascontiguousarray(w, dtype=np.float32)
+    w = np.ascontiguousarray(w, dtype=np.float32)
+    w.flags.writeable = False
+    return w
 
 
 @dataclass
@@ -448,8 +446,12 @@ def clip_dynamic_images(
 
     if apex_index is None:
         _full_kernel(src, w_full, flat[0], chunk)
-        notes = ["apex unknown: onset and offset images not written"]
-        return ClipImages(full=out[0], onset=None, offset=None, notes=notes)
+        return ClipImages(
+            full=out[0],
+            onset=None,
+            offset=None,
+            notes=["apex unknown: onset and offset images not written"],
+        )
 
     n_on = apex_index + 1
     n_off = n_frames - apex_index
