@@ -25,7 +25,7 @@ worker count with the build's steps (``load_clip``, ``read_frame``, the kernel,
 show where the build spends its time beyond decoding. Writes
 ``benchmarks/results/build_<host>_py<ver>.json`` and prints a markdown table.
 
-The machine should be otherwise idle: the script warns when the load average says not.
+The machine should be otherwise idle: the script warns when other processes use the CPUs.
 """
 
 from __future__ import annotations
@@ -271,6 +271,25 @@ def load_average() -> list[float] | None:
         return None
 
 
+def cpus_busy(seconds: float = 1.0) -> float | None:
+    """How many CPUs other processes keep busy, from ``/proc/stat`` over ``seconds``
+    (None where there is no ``/proc/stat``)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 == total0:
+        return 0.0
+    return (1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -301,11 +320,10 @@ def main(argv: list[str] | None = None) -> int:
                       and getattr(cv2, n) == flag), str(flag))
     print(f"# {root}: {n_clips} clips, {n_frames} frames (onset..offset), decode flag "
           f"{flag_name}", flush=True)
-    load_before = load_average()
-    if load_before and load_before[0] > 0.5:
-        print(f"# warning: load average {load_before[0]} before the run: other processes "
-              "are using the CPUs, timings will be low and noisy", flush=True)
-
+    load_before, busy_before = load_average(), cpus_busy()
+    if busy_before is not None and busy_before > 0.25:
+        print(f"# warning: other processes keep {busy_before:.1f} CPUs busy: timings will be "
+              "low and noisy; run it on an otherwise idle machine", flush=True)
     records, profiles = [], []
     with tempfile.TemporaryDirectory(prefix="bench_build_") as tmp:
         out = Path(tmp) / "cache.h5"
@@ -345,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_profile:
             for workers in WORKERS:
                 profiles.append(profile_build(root, out, workers, n_clips, n_frames))
-    load_after = load_average()
+    load_after, busy_after = load_average(), cpus_busy()
 
     one, two = records[0], records[-1]
     summary = {
@@ -380,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": info,
             "load_average": {"before": load_before, "after": load_after},
+            "cpus_busy_by_others": {"before": busy_before, "after": busy_after},
             "dataset": {
                 "name": DATASET, "layout": LAYOUT, "frame_size_wh": list(FRAME_SIZE),
                 "clip_frames": CLIP_FRAMES, "seed": SEED, **shape, "clips": n_clips,

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
+import numba
 
 from data_manifest import ManifestRow, build_manifest
 from data_manifest.records import FIELDS
@@ -212,6 +213,20 @@ def _build_clips(todo, options: BuildOptions, parts: PartStore, report: BuildRep
                  final: dict[str, str], progress: bool) -> dict[str, object] | None:
     """Decode and pool every clip in ``todo``; returns the first failure under --strict."""
     workers = options.workers or os.cpu_count() or 1
+    # The kernel runs between decodes; with every core decoding, Numba's parallel threads
+    # only steal CPU from the decoders (measured: 55-67% -> 75-93% of the decode floor).
+    kernel_threads = max(1, min(numba.config.NUMBA_NUM_THREADS,
+                                (os.cpu_count() or 1) - workers))
+    previous_threads = numba.get_num_threads()
+    numba.set_num_threads(kernel_threads)
+    try:
+        return _build_loop(todo, options, parts, report, final, progress, workers)
+    finally:
+        numba.set_num_threads(previous_threads)
+
+
+def _build_loop(todo, options: BuildOptions, parts: PartStore, report: BuildReport,
+                final: dict[str, str], progress: bool, workers: int) -> dict[str, object] | None:
     bar = None
     if progress and todo:
         from tqdm import tqdm
