@@ -154,7 +154,8 @@ STAGES = (
     ("  kernel: clip_dynamic_images", "pipeline.build", "clip_dynamic_images", None),
     ("  finish_image (resize, RGB)", "pipeline.build", "finish_image", None),
     ("PartStore.save (main thread)", "pipeline.store", "save", "PartStore"),
-    ("write_cache: assembly (incl. PartStore.load)", "pipeline.build", "write_cache", None),
+    ("CacheWriter.add (main thread)", "pipeline.store", "add", "CacheWriter"),
+    ("CacheWriter.commit (sync, rename)", "pipeline.store", "commit", "CacheWriter"),
     ("  PartStore.load", "pipeline.store", "load", "PartStore"),
 )
 

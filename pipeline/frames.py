@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 CROPS = ("none", "haar")
+FRAMES_PER_TASK = 4  # frames a decoder thread takes at a time
 HAAR_MARGIN = 0.15  # fraction of the detected face's side added on every side
 _REDUCED = {
     (False, 1): cv2.IMREAD_COLOR, (False, 2): cv2.IMREAD_REDUCED_COLOR_2,
@@ -26,6 +27,12 @@ _REDUCED = {
     (True, 1): cv2.IMREAD_GRAYSCALE, (True, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
     (True, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4, (True, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
 }
+
+
+# Frames are pixels as stored: EXIF orientation is ignored by every decode, so the first
+# frame (read as stored) and the reduced decodes always agree on the geometry.
+_REDUCED = {k: v | cv2.IMREAD_IGNORE_ORIENTATION for k, v in _REDUCED.items()}
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class FrameError(Exception):
@@ -70,6 +77,39 @@ def read_frame(path: Path, number: int, flag: int = cv2.IMREAD_UNCHANGED) -> np.
     if img is None:
         raise FrameError(f"frame {number} ({path}): not a decodable image")
     return img
+
+
+def jpeg_geometry(path: Path) -> tuple[int, int, int] | None:
+    """``(height, width, components)`` from a JPEG's frame header, without decoding it;
+    None for anything else (not a JPEG, unreadable, no frame header in the first 64 KiB),
+    where the caller decodes the frame instead."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(1 << 16)
+    except OSError:
+        return None
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _SOF_MARKERS:
+            h = int.from_bytes(data[i + 5:i + 7], "big")
+            w = int.from_bytes(data[i + 7:i + 9], "big")
+            return (h, w, data[i + 9]) if h and w else None
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        i += 2 + length
+    return None
 
 
 def _is_grey(img: np.ndarray) -> bool:
@@ -127,6 +167,12 @@ def _decode_one(path: Path, number: int, grey: bool, reduce: int, box: Box,
     out[...] = crop.reshape(out.shape)
 
 
+def _decode_many(paths: list[tuple[int, Path]], grey: bool, reduce: int, box: Box,
+                 out: np.ndarray) -> None:
+    for (number, path), dst in zip(paths, out, strict=True):
+        _decode_one(path, number, grey, reduce, box, dst)
+
+
 def finish_image(img: np.ndarray, size: int | None, grey: bool) -> np.ndarray:
     """A pooled image in decoder order -> the cache's: resized to ``size`` x ``size``
     (area interpolation; None keeps it) and RGB (colour) [shape=(H, W, C), float32]."""
@@ -134,9 +180,10 @@ def finish_image(img: np.ndarray, size: int | None, grey: bool) -> np.ndarray:
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
         if img.ndim == 2:
             img = img[..., None]
+    img = img.astype(np.float32, copy=False)
     if not grey:
-        img = img[..., ::-1]  # BGR -> RGB
-    return np.ascontiguousarray(img, dtype=np.float32)
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # one SIMD pass, contiguous
+    return np.ascontiguousarray(img)
 
 
 def load_clip(paths: list[tuple[int, Path]], size: int | None, crop: str,
@@ -152,9 +199,14 @@ def load_clip(paths: list[tuple[int, Path]], size: int | None, crop: str,
     if crop not in CROPS:
         raise ValueError(f"unknown crop {crop!r}; choose one of {', '.join(CROPS)}")
     number0, path0 = paths[0]
-    first = read_frame(path0, number0)
-    grey = _is_grey(first)
-    h, w = first.shape[:2]
+    geometry = jpeg_geometry(path0) if crop == "none" else None
+    if geometry is None:
+        first = read_frame(path0, number0, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        h, w = first.shape[:2]
+        grey = _is_grey(first)
+    else:  # the whole frame: its size from the header, no full-size decode of frame 1
+        h, w, components = geometry
+        grey = components == 1
     notes: list[str] = []
     box = Box(0, 0, w, h)  # crop none: the whole frame (squashed to size x size)
     if crop == "haar":
@@ -166,8 +218,10 @@ def load_clip(paths: list[tuple[int, Path]], size: int | None, crop: str,
     reduce = choose_reduce(box, size)
     b = box.scaled(reduce)
     frames = np.empty((len(paths), b.h, b.w, 1 if grey else 3), np.uint8)
-    futures = [executor.submit(_decode_one, p, n, grey, reduce, box, frames[i])
-               for i, (n, p) in enumerate(paths)]
+    # a few frames per task: one future per frame cost more Python (and GIL) than a decode
+    step = FRAMES_PER_TASK
+    futures = [executor.submit(_decode_many, paths[i:i + step], grey, reduce, box,
+                               frames[i:i + step]) for i in range(0, len(paths), step)]
     for f in futures:
         f.result()  # re-raises the first FrameError
     return ClipFrames(frames, box, reduce, notes, grey)

@@ -19,6 +19,7 @@ from data_manifest import build_manifest
 from data_manifest.synth import generate_dataset
 from pipeline.build import BuildError, BuildOptions, build_cache
 from pipeline.cli import main as mer_prep
+from pipeline.frames import jpeg_geometry
 from pipeline.store import CacheError, writer_lock
 
 
@@ -168,28 +169,29 @@ def _build_cmd(root: Path, cache: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", ["parts", "assembly"])
+@pytest.mark.parametrize("moment", ["start", "parts", "late"])
 def test_killed_build_is_completed_by_the_next_run(tmp_path, moment):
     root = generate_dataset("casme2", tmp_path / "d", subjects=3, clips_per_class=2,
                             frame_size=(320, 240), length=(30, 40), seed=4).root
     clean = tmp_path / "clean.h5"
-    build_cache("casme2", root, clean, options=BuildOptions(size=None))
+    total = build_cache("casme2", root, clean, options=BuildOptions(size=None)).total
     cache = tmp_path / "c.h5"
     parts = tmp_path / "c.h5.parts"
+    # start: the temporary cache exists (parts or none); late: all but the last two clips
+    want_parts = {"start": 0, "parts": 3, "late": total - 2}[moment]
     proc = subprocess.Popen(_build_cmd(root, cache), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=Path(__file__).parents[1])
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        if moment == "parts" and len(list(parts.glob("*.npz"))) >= 3:
-            break
-        if moment == "assembly" and list(tmp_path.glob("c.h5.tmp-*")):
+        if (list(tmp_path.glob("c.h5.tmp-*"))
+                and len(list(parts.glob("*.part"))) >= want_parts):
             break
         time.sleep(0.002)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the build finished before it could be killed"
     assert not cache.exists()  # nothing that looks like a whole cache
     report = build_cache("casme2", root, cache, options=BuildOptions(size=None))
-    assert report.reused >= (3 if moment == "parts" else 1)
+    assert report.reused >= want_parts
     assert not parts.exists() and not list(tmp_path.glob("c.h5.tmp-*"))
     got, want = _arrays(cache), _arrays(clean)
     assert got.keys() == want.keys()
@@ -216,3 +218,25 @@ def test_haar_crop_one_box_per_clip_and_centre_fallback(tmp_path):
             x, y, w, h = f[row.key].attrs["crop_box"]
             assert w == h and 100 < w < 240  # a face-sized square, not the frame
             assert f[row.key]["full"].shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("shape", [(240, 320, 3), (37, 53, 1), (480, 640, 3)])
+def test_jpeg_geometry_reads_the_frame_header(tmp_path, shape, rng):
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    path = tmp_path / "f.jpg"
+    for params in ([], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]):
+        ok, buf = cv2.imencode(".jpg", img, params)
+        path.write_bytes(buf.tobytes())
+        decoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        channels = 1 if decoded.ndim == 2 else decoded.shape[2]
+        assert jpeg_geometry(path) == (*decoded.shape[:2], channels)
+
+
+def test_jpeg_geometry_declines_what_is_not_a_jpeg(tmp_path):
+    ok, png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
+    cases = {"a.png": png.tobytes(), "empty.jpg": b"", "junk.jpg": b"\xff\xd8\x00garbage",
+             "cut.jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        assert jpeg_geometry(tmp_path / name) is None, name
+    assert jpeg_geometry(tmp_path / "missing.jpg") is None
