@@ -23,6 +23,7 @@ from pathlib import Path
 
 import h5py
 import numba
+import numpy as np
 
 from data_manifest import ManifestRow, build_manifest
 from data_manifest.records import FIELDS
@@ -123,10 +124,13 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
         img = getattr(images, phase)
         if img is not None and ok:
             phases[phase] = img
+    still = apex if apex is not None else len(clip.frames) // 2
+    phases["apex_frame"] = clip.frames[still].astype(np.float32)
     phases = {p: finish_image(img, size, clip.grey) for p, img in phases.items()}
     if apex is None:  # say why in the sheet's terms, not the kernel's
         why = next((p for p in row.problem_list if p.startswith("apex")), "apex unusable")
-        notes.append(f"no onset or offset image ({why.split(':')[0]})")
+        notes.append(f"no onset or offset image ({why.split(':')[0]}); apex_frame is the "
+                      f"middle frame ({row.onset + still})")
     else:
         notes += images.notes
     attrs = {k: getattr(row, k) for k in FIELDS}

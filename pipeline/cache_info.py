@@ -10,7 +10,7 @@ import cv2
 import h5py
 import numpy as np
 
-from pipeline.store import PHASES, CacheError, read_clip, read_root_attrs
+from pipeline.store import IMAGES, PHASES, CacheError, read_clip, read_root_attrs
 
 
 def _open(cache: Path) -> h5py.File:
@@ -37,14 +37,14 @@ def describe_cache(cache: str | Path) -> str:
                 g = f[subject][clip]
                 subjects[subject] += 1
                 labels[str(g.attrs.get("label", ""))] += 1
-                for p in PHASES:
+                for p in IMAGES:
                     if p in g:
                         phases[p] += 1
                         shapes[g[p].shape] += 1
     n = sum(subjects.values())
     lines.append(f"clips: {n} from {len(subjects)} subjects; image shapes (H, W, C): "
                  + ", ".join(f"{s} x{c}" for s, c in shapes.items()))
-    lines.append("per phase: " + ", ".join(f"{p} {phases[p]}" for p in PHASES))
+    lines.append("per image: " + ", ".join(f"{p} {phases[p]}" for p in IMAGES))
     lines.append("per label: " + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
     lines.append("per subject: " + ", ".join(f"{k} {v}" for k, v in sorted(subjects.items())))
     skipped = json.loads(attrs.get("skipped") or "[]")

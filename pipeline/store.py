@@ -1,7 +1,8 @@
 """The dynamic-image cache: one HDF5 file, ``/<subject>/<clip>/<phase>``.
 
 Each phase dataset is the raw float32 weighted sum, shape (H, W, C), C = 3 (RGB) or 1
-(greyscale). A clip group carries its manifest row as attributes; the root carries the
+(greyscale); ``apex_frame`` is the clip's apex frame (0-255 as float32, same crop, size and
+channels; the middle frame when the apex is unusable, as the clip's notes say). A clip group carries its manifest row as attributes; the root carries the
 provenance (:data:`ROOT_ATTRS`). This module owns the key scheme and the schema version.
 
 Crash safety. HDF5 is not journaled: a process killed while writing can leave a file
@@ -30,8 +31,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: each clip also holds its apex frame ("apex_frame")
 PHASES = ("full", "onset", "offset")
+# What a clip group may hold: the three dynamic images, and the apex frame itself (the
+# still image a control model is trained on, to show what motion adds), same crop and size.
+IMAGES = (*PHASES, "apex_frame")
 # Root attributes; those in BUILD_PARAMS must match for a build to reuse an existing file.
 BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop")
 ROOT_ATTRS = (*BUILD_PARAMS, "sheet", "sheet_sha256", "tool_version", "created", "skipped")
@@ -189,7 +193,7 @@ def read_root_attrs(cache: Path) -> dict[str, object]:
 def read_clip(f: h5py.File, key: str) -> ClipRecord:
     """One clip of an open cache: its images by phase and its attributes."""
     g = f[key]
-    return ClipRecord(key, {p: g[p][()] for p in PHASES if p in g},
+    return ClipRecord(key, {p: g[p][()] for p in IMAGES if p in g},
                       {k: _from_attr(v) for k, v in g.attrs.items()})
 
 
@@ -236,7 +240,7 @@ class CacheWriter:
         g = self._file.require_group(record.key)
         for k, v in record.attrs.items():
             g.attrs[k] = _to_attr(v)
-        for phase in PHASES:
+        for phase in IMAGES:
             if phase in record.images:
                 g.create_dataset(phase, data=record.images[phase].astype(np.float32,
                                                                          copy=False))

@@ -15,6 +15,7 @@ import numpy as np
 from data_manifest.classes import CLASS_SET_NAMES, class_names, map_label, normalise_emotion
 
 PHASES = ("full", "onset", "offset")
+STILL = "apex_frame"  # the apex frame itself (schema 2 caches): the motion-free control
 
 
 class DataError(ValueError):
@@ -28,7 +29,8 @@ class ClipSet:
     ``full`` [shape=(N, H, W, C), float32] raw dynamic images; ``onset``/``offset`` the
     same shape, valid where ``has_onset``/``has_offset``; ``labels`` int class indices
     into ``classes``; ``subjects`` ``dataset:subject`` strings; ``keys``
-    ``dataset:subject/clip``.
+    ``dataset:subject/clip``. ``apex`` [shape=(N, H, W, C)] the apex frames, or None
+    when a cache predates them (schema 1).
     """
 
     keys: list[str]
@@ -40,6 +42,7 @@ class ClipSet:
     offset: np.ndarray
     has_onset: np.ndarray
     has_offset: np.ndarray
+    apex: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -80,7 +83,7 @@ def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
                     if map_label(dataset, class_set, emotion) is None:
                         continue
                     records.append((dataset, subject, clip, emotion,
-                                    {p: g[p][()] for p in PHASES if p in g}))
+                                    {p: g[p][()] for p in (*PHASES, STILL) if p in g}))
     if not records:
         raise DataError(f"no clip of {', '.join(map(str, paths))} is in class set {class_set!r}")
     shapes = {r[4]["full"].shape for r in records}
@@ -110,11 +113,14 @@ def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
             onset[i], has_onset[i] = r[4]["onset"], True
         if "offset" in r[4]:
             offset[i], has_offset[i] = r[4]["offset"], True
+    apex = None
+    if all(STILL in r[4] for r in records):
+        apex = np.stack([r[4][STILL] for r in records]).astype(np.float32, copy=False)
     return ClipSet(
         keys=[f"{r[0]}:{r[1]}/{r[2]}" for r in records],
         subjects=np.array([f"{r[0]}:{r[1]}" for r in records]), labels=labels,
         classes=classes, full=full, onset=onset, offset=offset, has_onset=has_onset,
-        has_offset=has_offset,
+        has_offset=has_offset, apex=apex,
     )
 
 

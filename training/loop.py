@@ -1,0 +1,166 @@
+"""One model trained on one fold: Adam, cosine annealing, cross-entropy, early stopping.
+
+The images of the whole clip set live in one tensor on the device (see
+:func:`training.augment.prepare_images`); samples are indices into it, so a fold, a
+configuration or an epoch never copies the data set. The validation split (carved from the
+training folds by the caller) picks the epoch and stops training; the test fold is only
+ever predicted, after training.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.augment import random_flip_rotate
+
+
+@dataclass
+class TrainOptions:
+    """The loop's settings; the defaults are the paper's (patience and the validation
+    fraction are ours: the paper says only "early stopping on a validation loss")."""
+
+    epochs: int = 50
+    batch_size: int = 25
+    lr: float = 1e-4
+    patience: int = 10  # epochs without a lower validation loss before stopping; 0: never
+    val_fraction: float = 0.2  # of the training clips, for early stopping; 0: none
+    amp: bool = True  # mixed precision where the device is a GPU
+
+    def check(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 0:
+            raise ValueError("need epochs >= 1, batch size >= 2, lr > 0, patience >= 0")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError("the validation fraction must be in [0, 1)")
+
+
+@dataclass
+class Samples:
+    """Samples as rows of the image tensor: ``index`` [shape=(n,)] for single-image
+    models, [shape=(n, 2)] (onset row, offset row) for pair models; ``labels`` [shape=(n,)]."""
+
+    index: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int  # 1-based epoch whose weights are kept
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _batch(images: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``index`` -> (B, C, H, W), or (2, B, C, H, W) for pair indices (B, 2)."""
+    x = images[index.to(images.device)]
+    return x.transpose(0, 1) if index.dim() == 2 else x
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return model(x[0], x[1]) if x.dim() == 5 else model(x)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, samples: Samples,
+            batch_size: int = 100, amp: bool = True) -> np.ndarray:
+    """Logits of ``samples`` [shape=(n, classes), float32] (model in eval mode)."""
+    model.eval()
+    out = []
+    for i in range(0, len(samples), batch_size):
+        x = _batch(images, samples.index[i:i + batch_size])
+        with _autocast(images.device, amp):
+            out.append(_forward(model, x).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+@torch.no_grad()
+def _loss(model, images: torch.Tensor, samples: Samples, batch_size: int, amp: bool) -> tuple[
+        float, float]:
+    logits = torch.from_numpy(predict(model, images, samples, batch_size * 4, amp))
+    labels = samples.labels.cpu()
+    loss = F.cross_entropy(logits, labels).item()
+    return loss, (logits.argmax(1) == labels).float().mean().item()
+
+
+def fit(model: torch.nn.Module, images: torch.Tensor, train: Samples, val: Samples | None,
+        options: TrainOptions, seed: int, fliprot: bool,
+        on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
+    """Train ``model`` on ``train``; keep the weights of the epoch with the lowest loss on
+    ``val`` (the last epoch when there is no ``val``). The shuffling and the augmentation
+    draw from a generator seeded with ``seed``."""
+    device = images.device
+    model.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=options.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=options.epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=(
+        options.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()))
+    labels = train.labels.to(device)
+    n = len(train)
+    result = FitResult(best_epoch=0, epochs_run=0, stopped_early=False)
+    best_loss, best_state = float("inf"), None
+    for epoch in range(1, options.epochs + 1):
+        start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        if n % options.batch_size == 1 and n > 1:
+            order = order[:-1]  # a batch of one breaks batch norm; a different one each epoch
+        total, seen = 0.0, 0
+        for i in range(0, len(order), options.batch_size):
+            rows = order[i:i + options.batch_size]
+            x = _batch(images, train.index[rows])
+            if fliprot:
+                x = random_flip_rotate(x, generator)
+            y = labels[rows.to(device)]
+            with _autocast(device, options.amp):
+                loss = F.cross_entropy(_forward(model, x), y)
+            optimiser.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            total += loss.item() * len(rows)
+            seen += len(rows)
+        lr = optimiser.param_groups[0]["lr"]
+        schedule.step()
+        record = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": lr}
+        if val is not None and len(val):
+            record["val_loss"], record["val_accuracy"] = _loss(model, images, val,
+                                                               options.batch_size, options.amp)
+            better = record["val_loss"] < best_loss
+        else:
+            record["val_loss"] = record["val_accuracy"] = float("nan")
+            better = True
+        if better:
+            best_loss, result.best_epoch = record.get("val_loss", 0.0), epoch
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in
+                                        model.state_dict().items()})
+        record["best"] = int(better)
+        record["seconds"] = time.perf_counter() - start
+        result.history.append(record)
+        result.epochs_run = epoch
+        if on_epoch:
+            on_epoch(record)
+        if (val is not None and options.patience
+                and epoch - result.best_epoch >= options.patience):
+            result.stopped_early = epoch < options.epochs
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result

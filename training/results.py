@@ -1,0 +1,75 @@
+"""A run's records -> tables: per-fold scores, the summary (mean +- std over folds, and
+pooled over all folds' predictions), as CSV and markdown.
+
+Everything here is computed from the saved predictions, so a report made later from the
+run folder gives exactly the numbers the run printed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from training.metrics import confusion, mean_std, scores
+
+PRED_COLUMNS = ("model", "config", "seed", "fold", "dataset", "subject", "clip", "label",
+                "pred", "label_name", "pred_name")
+METRICS = ("accuracy", "uf1", "uar")
+GROUP = ["model", "config"]
+
+
+def fold_scores(predictions: pd.DataFrame, n_classes: int) -> pd.DataFrame:
+    """One row per (model, config, seed, fold): n, accuracy, uf1, uar."""
+    rows = []
+    for (model, config, seed, fold), g in predictions.groupby(
+            ["model", "config", "seed", "fold"], sort=False):
+        s = scores(g["label"].to_numpy(), g["pred"].to_numpy(), n_classes)
+        rows.append({"model": model, "config": config, "seed": seed, "fold": fold, **s.as_dict()})
+    return pd.DataFrame(rows)
+
+
+def summarise(predictions: pd.DataFrame, n_classes: int) -> pd.DataFrame:
+    """One row per (model, config), in the order they first appear.
+
+    ``<metric>_mean``/``_std``: over every test fold of every seed. ``pooled_<metric>``
+    (``_std``): the metric of all folds' predictions pooled, per seed, then mean (and
+    sample std) over seeds (std 0 with one seed).
+    """
+    folds = fold_scores(predictions, n_classes)
+    rows = []
+    for (model, config), g in folds.groupby(GROUP, sort=False):
+        row = {"model": model, "config": config, "seeds": g["seed"].nunique(),
+               "folds": len(g), "clips": int(g["n"].sum())}
+        for m in METRICS:
+            row[f"{m}_mean"], row[f"{m}_std"] = mean_std(g[m].tolist())
+        preds = predictions[(predictions["model"] == model) & (predictions["config"] == config)]
+        pooled = [scores(p["label"].to_numpy(), p["pred"].to_numpy(), n_classes)
+                  for _, p in preds.groupby("seed", sort=True)]
+        for m in METRICS:
+            row[f"pooled_{m}"], row[f"pooled_{m}_std"] = mean_std(
+                [getattr(s, m) for s in pooled])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pooled_confusion(predictions: pd.DataFrame, n_classes: int) -> np.ndarray:
+    """Counts over all the given predictions [shape=(n_classes, n_classes)]."""
+    return confusion(predictions["label"].to_numpy(), predictions["pred"].to_numpy(), n_classes)
+
+
+def _pct(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def summary_markdown(summary: pd.DataFrame) -> str:
+    """The summary as a markdown table (percentages, mean ± std)."""
+    head = ("| model | config | folds | Acc | UF1 | UAR | pooled Acc | pooled UF1 | pooled UAR |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in summary.to_dict("records"):
+        cells = [_pct(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS]
+        pooled = [(f"{100 * r[f'pooled_{m}']:.2f}" if r["seeds"] == 1
+                   else _pct(r[f"pooled_{m}"], r[f"pooled_{m}_std"])) for m in METRICS]
+        lines.append(f"| {r['model']} | {r['config']} | {r['folds']} | " + " | ".join(cells)
+                     + " | " + " | ".join(pooled) + " |")
+    return "\n".join(lines)
