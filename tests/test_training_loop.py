@@ -125,7 +125,7 @@ def test_fit_without_validation_runs_every_epoch_and_is_seeded():
         return r, predict(model, x, train)
 
     (r1, p1), (r2, p2) = run(), run()
-    assert r1.history == r2.history
+    assert [h["train_loss"] for h in r1.history] == [h["train_loss"] for h in r2.history]
     assert r1.epochs_run == 5 and r1.best_epoch == 5 and not r1.stopped_early
     np.testing.assert_array_equal(p1, p2)
 
