@@ -43,7 +43,6 @@ from pipeline.store import (
     writer_lock,
 )
 
-
 SWITCH_INTERVAL_S = 0.0002  # the GIL switch interval while decoding (Python's default 5 ms)
 
 

@@ -2,8 +2,9 @@
 
 Each phase dataset is the raw float32 weighted sum, shape (H, W, C), C = 3 (RGB) or 1
 (greyscale); ``apex_frame`` is the clip's apex frame (0-255 as float32, same crop, size and
-channels; the middle frame when the apex is unusable, as the clip's notes say). A clip group carries its manifest row as attributes; the root carries the
-provenance (:data:`ROOT_ATTRS`). This module owns the key scheme and the schema version.
+channels; the middle frame when the apex is unusable, as the clip's notes say). A clip
+group carries its manifest row as attributes; the root carries the provenance (:data:`ROOT_ATTRS`).
+This module owns the key scheme and the schema version.
 
 Crash safety. HDF5 is not journaled: a process killed while writing can leave a file
 whose metadata is broken. So the cache file itself is only ever *replaced*, never edited:

@@ -120,3 +120,13 @@ def test_bad_caches(tmp_path):
         f["x"] = np.zeros(3)
     with pytest.raises(DataError, match="not a dynamic-image cache"):
         load_caches([foreign])
+
+
+@pytest.mark.parametrize("per_class", [1, 2, 4, 9])
+def test_validation_split_works_for_small_training_sets(per_class):
+    labels = np.repeat(np.arange(5), per_class)
+    subjects = np.array([f"s{i % 2}" for i in range(len(labels))])
+    train = np.arange(len(labels))
+    fit, val = validation_split(train, labels, subjects, subject_disjoint=True, seed=0)
+    assert len(val) and len(fit)
+    assert np.array_equal(np.sort(np.concatenate([fit, val])), train)

@@ -7,7 +7,123 @@ import click
 from pipeline import __version__
 
 
+def _seeds(ctx, param, value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give seeds as integers, e.g. 0,1,2") from None
+    if not seeds:
+        raise click.BadParameter("give at least one seed")
+    return seeds
+
+
 @click.group()
 @click.version_option(__version__, prog_name="mer-train")
 def main() -> None:
     """Train and evaluate micro-expression models on a dynamic-image cache."""
+
+
+@main.command()
+@click.option("--cache", "caches", multiple=True, required=True,
+              type=click.Path(dir_okay=False), help="A cache from mer-prep build-cache; "
+              "repeat to combine datasets (the MEGC composite is three caches).")
+@click.option("--model", "models", multiple=True, required=True,
+              help="vggface, vgg19, resnet34, efficientnet_b0, vit_base_patch16_224, learnet, "
+              "dianet, or any timm model name; repeat for several.")
+@click.option("--config", "configs", multiple=True,
+              help="baseline, fliprot, dualdi, dualdi+fliprot; repeat for several "
+              "(default: all four).")
+@click.option("--protocol", type=click.Choice(["kfold", "subject-kfold", "loso"]),
+              default="kfold", show_default=True,
+              help="kfold: stratified over clips (the paper's); subject-kfold: no subject "
+              "in two folds; loso: leave one subject out.")
+@click.option("--folds", type=int, default=5, show_default=True,
+              help="Folds for kfold and subject-kfold.")
+@click.option("--seeds", default="0", show_default=True, callback=_seeds,
+              help="Comma-separated seeds; each gives its own folds, split and initialisation.")
+@click.option("--classes", type=click.Choice(["five", "all", "megc"]), default="five",
+              show_default=True, help="Class set: the dataset's 5-class task, all "
+              "emotions, or the MEGC 3-class composite.")
+@click.option("--epochs", type=int, default=50, show_default=True, help="Most epochs per fold.")
+@click.option("--batch-size", type=int, default=25, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True,
+              help="Adam's learning rate (cosine-annealed over --epochs).")
+@click.option("--patience", type=int, default=10, show_default=True,
+              help="Stop after this many epochs without a lower validation loss (0: never).")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True,
+              help="Share of the training clips held out to pick the epoch and stop early "
+              "(subject-disjoint under subject-kfold and loso); 0: train all epochs, keep the "
+              "last.")
+@click.option("--amp/--no-amp", default=True, show_default=True,
+              help="Mixed precision on a GPU (no effect on the CPU).")
+@click.option("--pretrained", type=click.Path(exists=True, dir_okay=False),
+              help="Local weights file for the backbone (VGG-Face: vgg_face_dag.pth); "
+              "the head is replaced for the classes.")
+@click.option("--backbone", help="DIANet's stream backbone (a timm CNN; default resnet18).")
+@click.option("--tiny", is_flag=True,
+              help="Tiny variants of the models (fast CPU checks, not for results).")
+@click.option("--input", "input_", type=click.Choice(["di", "apex"]), default="di",
+              show_default=True, help="di: dynamic images; apex: each clip's apex frame "
+              "alone, a motion-free control (baseline and fliprot only).")
+@click.option("--checkpoints/--no-checkpoints", default=True, show_default=True,
+              help="Save each fold's chosen weights (units/*/model.pt).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--resume", is_flag=True,
+              help="Finish an interrupted run in --out: finished folds are kept.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="The run folder (runs/NAME).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_size, lr,
+       patience, val_fraction, amp, pretrained, backbone, tiny, input_, checkpoints, device,
+       resume, out, quiet) -> None:
+    """Cross-validate every model x configuration x seed on the cache(s) and print the
+    summary (mean +- std over folds, and pooled over folds)."""
+    from training.configs import CONFIG_NAMES
+    from training.errors import USER_ERRORS
+    from training.loop import TrainOptions
+    from training.runner import CVSpec, run_cv
+
+    spec = CVSpec(caches=list(caches), models=list(models),
+                  configs=list(configs) or list(CONFIG_NAMES), protocol=protocol,
+                  folds=folds, seeds=seeds, classes=classes,
+                  train=TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr,
+                                     patience=patience, val_fraction=val_fraction, amp=amp),
+                  pretrained=pretrained, backbone=backbone, tiny=tiny,
+                  checkpoints=checkpoints, input=input_)
+    try:
+        run_cv(spec, out, resume=resume, device=device, progress=not quiet, echo=click.echo)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Folder for the report  [default: <first RUN>/report]")
+@click.option("--baseline", default="baseline", show_default=True,
+              help="The configuration every other one is compared with, fold by fold.")
+@click.option("--bootstrap", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Bootstrap resamples for the intervals (and random sign flips for p "
+              "when there are more than 16 folds).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the bootstrap and of the random sign flips.")
+@click.option("--figures/--no-figures", default=True, show_default=True,
+              help="Write the confusion matrices and learning curves as PNG.")
+def report(runs, out, baseline, bootstrap, seed, figures) -> None:
+    """Table-I style report of finished run folders (RUN ...; several combine side by
+    side): Acc, UF1 and UAR per dataset, mean +- std over folds and pooled over folds;
+    each configuration against --baseline on the same folds (bootstrap interval and
+    sign-flip p); confusion matrices and learning curves."""
+    from training.report import ReportError, make_report
+
+    try:
+        rep = make_report(list(runs), out=out, baseline=baseline, n_boot=bootstrap,
+                          seed=seed, figures=figures)
+    except ReportError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(rep.markdown)
+    click.echo(f"wrote {len(rep.files)} files to {rep.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,8 +9,10 @@ from the training clips only, subject-disjoint where the protocol is.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
 PROTOCOLS = ("kfold", "subject-kfold", "loso")
 
@@ -65,7 +67,14 @@ def validation_split(train: np.ndarray, labels: np.ndarray, subjects: np.ndarray
         splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
         fit, val = next(splitter.split(np.zeros(len(train)), y, g))
     else:
-        k = min(k, len(train))
-        splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
-        fit, val = next(splitter.split(np.zeros(len(train)), y))
+        # stratified when some class has k members; fewer folds when none has; a plain
+        # shuffled split when no class has two (stratifying is then impossible)
+        k = min(k, len(train), max(2, int(np.bincount(y).max())))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "least populated class" notes
+            try:
+                splitter = StratifiedKFold(k, shuffle=True, random_state=seed)
+                fit, val = next(splitter.split(np.zeros(len(train)), y))
+            except ValueError:
+                fit, val = next(KFold(k, shuffle=True, random_state=seed).split(train))
     return np.sort(train[fit]), np.sort(train[val])

@@ -1,0 +1,181 @@
+"""``mer-train cv`` end to end on a generated CASME II-layout cache (tiny models, random
+initialisation): every model and configuration, the three protocols, honest folds, the
+saved predictions against scikit-learn, and clear errors before any training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
+from data_manifest.synth import generate_dataset
+from pipeline.build import BuildOptions, build_cache
+from training.cli import main as mer_train
+from training.configs import CONFIG_NAMES
+from training.models import MODEL_NAMES
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("cv")
+    root = generate_dataset("casme2", base / "casme2", subjects=4, clips_per_class=2,
+                            frame_size=(48, 48), length=(6, 9), seed=11).root
+    return build_cache("casme2", root, base / "casme2.h5", options=BuildOptions(size=32)).cache
+
+
+def _cv(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(mer_train, ["cv", "--quiet", "--tiny", *args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+def _check_predictions(out: Path, n_clips: int, subject_disjoint: bool) -> pd.DataFrame:
+    config = json.loads((out / "config.json").read_text())
+    k = len(config["classes"])
+    preds = pd.read_csv(out / "predictions.csv", dtype={"subject": str, "clip": str})
+    summary = pd.read_csv(out / "summary.csv")
+    for (model, cfg), run in preds.groupby(["model", "config"]):
+        row = summary[(summary["model"] == model) & (summary["config"] == cfg)].iloc[0]
+        uf1 = [f1_score(f["label"], f["pred"], average="macro", zero_division=0)
+               for _, f in run.groupby(["seed", "fold"])]
+        assert row["uf1_mean"] == pytest.approx(np.mean(uf1))
+        acc, uar = [], []
+        for _, g in run.groupby("seed"):
+            assert len(g) == n_clips and not g.duplicated(["subject", "clip"]).any()
+            if subject_disjoint:  # no subject in two test folds
+                assert (g.groupby("subject")["fold"].nunique() == 1).all()
+            acc.append(accuracy_score(g["label"], g["pred"]))
+            uar.append(balanced_accuracy_score(g["label"], g["pred"]))
+        assert row["pooled_accuracy"] == pytest.approx(np.mean(acc))
+        assert row["pooled_uar"] == pytest.approx(np.mean(uar))
+        assert len(run["label"].unique()) <= k
+    return preds
+
+
+def _n_clips(cache: Path) -> int:
+    with h5py.File(cache, "r") as f:
+        return sum(1 for s in f for c in f[s]
+                   if f[s][c].attrs["emotion"] in ("happiness", "disgust", "surprise",
+                                                   "repression", "others"))
+
+
+@pytest.mark.slow
+def test_every_model_and_configuration_trains(cache, tmp_path):
+    out = tmp_path / "run"
+    models = [a for m in MODEL_NAMES for a in ("--model", m)]
+    configs = [a for c in CONFIG_NAMES for a in ("--config", c)]
+    code, output = _cv("--cache", str(cache), *models, *configs, "--protocol",
+                       "subject-kfold", "--folds", "2", "--epochs", "1", "--batch-size", "8",
+                       "--out", str(out))
+    assert code == 0, output
+    preds = _check_predictions(out, _n_clips(cache), subject_disjoint=True)
+    pairs = set(zip(preds["model"], preds["config"], strict=True))
+    for m in MODEL_NAMES:
+        want = ("baseline", "fliprot") if m == "dianet" else CONFIG_NAMES
+        assert {c for mm, c in pairs if mm == m} == set(want), m
+    assert "skipped dianet x dualdi" in output
+    assert "random weights" in output
+    epochs = pd.read_csv(out / "epochs.csv")
+    assert len(epochs) == len(pairs) * 2  # one epoch per fold
+    assert len(list((out / "units").glob("*/model.pt"))) == len(pairs) * 2
+    assert "| learnet | dualdi+fliprot | 2 |" in (out / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("protocol", ["kfold", "loso"])
+def test_protocols(cache, tmp_path, protocol):
+    out = tmp_path / protocol
+    code, output = _cv("--cache", str(cache), "--model", "learnet", "--config", "baseline",
+                       "--config", "dualdi+fliprot", "--protocol", protocol, "--folds", "3",
+                       "--epochs", "2", "--batch-size", "8", "--seeds", "0,1",
+                       "--no-checkpoints", "--out", str(out))
+    assert code == 0, output
+    preds = _check_predictions(out, _n_clips(cache), subject_disjoint=protocol == "loso")
+    n_folds = 4 if protocol == "loso" else 3
+    assert preds.groupby("seed")["fold"].nunique().tolist() == [n_folds, n_folds]
+    if protocol == "kfold":  # a seed draws its own folds
+        by_seed = [g.sort_values(["subject", "clip"])["fold"].to_numpy()
+                   for _, g in preds[preds["config"] == "baseline"].groupby("seed")]
+        assert not np.array_equal(*by_seed)
+    assert not list((out / "units").glob("*/model.pt"))
+
+
+def test_same_seed_same_numbers_and_resume_keeps_finished_folds(cache, tmp_path):
+    args = ["--cache", str(cache), "--model", "learnet", "--config", "fliprot", "--protocol",
+            "subject-kfold", "--folds", "2", "--epochs", "2", "--batch-size", "8"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _cv(*args, "--out", str(a))[0] == 0
+    assert _cv(*args, "--out", str(b))[0] == 0
+    pa, pb = (pd.read_csv(p / "predictions.csv") for p in (a, b))
+    pd.testing.assert_frame_equal(pa, pb)
+    code, output = _cv(*args, "--out", str(a))
+    assert code != 0 and "already holds a run" in output and "--resume" in output
+    code, output = _cv(*args, "--out", str(a), "--resume")
+    assert code == 0 and "2 of 2 folds already done" in output
+    code, output = _cv(*args[:-2], "--batch-size", "5", "--out", str(a), "--resume")
+    assert code != 0 and "other settings" in output
+
+
+def test_apex_frame_control_runs(cache, tmp_path):
+    out = tmp_path / "apex"
+    code, output = _cv("--cache", str(cache), "--model", "learnet", "--input", "apex",
+                       "--protocol", "subject-kfold", "--folds", "2", "--epochs", "1",
+                       "--out", str(out))
+    assert code == 0, output
+    assert "apex frame alone" in output and "skipped learnet x dualdi" in output
+    preds = pd.read_csv(out / "predictions.csv")
+    assert set(preds["config"]) == {"baseline", "fliprot"}
+
+
+def _foreign(tmp_path: Path) -> Path:
+    path = tmp_path / "foreign.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.zeros(3)
+    return path
+
+
+@pytest.mark.parametrize("case", ["missing", "foreign", "model", "config", "folds",
+                                  "pretrained"])
+def test_bad_input_fails_before_training(cache, tmp_path, case):
+    out = tmp_path / "run"
+    args = {"cache": str(cache), "model": "learnet", "config": "baseline", "folds": "2"}
+    want = {"missing": "cache not found", "foreign": "not a dynamic-image cache",
+            "model": "unknown model(s) resnet-35", "config": "unknown configuration 'dual'",
+            "folds": "4 subjects cannot make 5", "pretrained": "does not exist"}[case]
+    if case == "missing":
+        args["cache"] = str(tmp_path / "nope.h5")
+    elif case == "foreign":
+        args["cache"] = str(_foreign(tmp_path))
+    elif case == "model":
+        args["model"] = "resnet-35"
+    elif case == "config":
+        args["config"] = "dual"
+    elif case == "folds":
+        args["folds"] = "5"
+    extra = ["--pretrained", str(tmp_path / "w.pth")] if case == "pretrained" else []
+    code, output = _cv("--cache", args["cache"], "--model", args["model"], "--config",
+                       args["config"], "--protocol", "subject-kfold", "--folds",
+                       args["folds"], "--epochs", "1", *extra, "--out", str(out))
+    assert code != 0
+    assert want in output, output
+    assert not (out / "units").exists()
+
+
+def test_a_class_set_that_empties_a_class_is_refused(tmp_path):
+    root = generate_dataset("casme2", tmp_path / "d", subjects=2, clips_per_class=1,
+                            frame_size=(32, 32), length=(5, 6), seed=3).root
+    cache = build_cache("casme2", root, tmp_path / "c.h5", options=BuildOptions(size=16)).cache
+    with h5py.File(cache, "a") as f:  # drop every 'surprise' clip
+        for s in list(f):
+            for c in list(f[s]):
+                if f[s][c].attrs["emotion"] == "surprise":
+                    del f[s][c]
+    code, output = _cv("--cache", str(cache), "--model", "learnet", "--out",
+                       str(tmp_path / "r"))
+    assert code != 0 and "leaves no clips in class(es) surprise" in output

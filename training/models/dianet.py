@@ -1,0 +1,158 @@
+"""DIANet: a dual-stream network over a clip's onset and offset dynamic images, fused by
+cross-attention ("DIANet: A Phase-Aware Dual-Stream Network for Micro-Expression Recognition via
+Dynamic Images", arXiv 2510.12219).
+
+What the paper gives: two streams, one CNN each, on the ``onset`` and ``offset`` images; a
+cross-attention fusion module in which each stream's features attend to the other's; the fused
+features are classified. What is ours (the paper's backbone and fusion internals are not
+public), all of it the natural version of that description:
+
+- the backbone: any timm model, ``resnet18`` by default (``backbone=``), built with
+  ``num_classes=0, global_pool=''``; its ``forward_features`` map [shape=(B, C, h, w)] is read
+  as ``h * w`` tokens of width C (a ViT backbone's patch tokens are used directly, its class
+  and register tokens dropped). The two streams have separate weights;
+- a linear projection of each stream's tokens to a common width ``d`` (256; tiny: 32) plus a
+  fixed 2-D sine-cosine position embedding (MAE-style: half the width encodes the row, half the
+  column; 1-D for token sequences), so any input size works;
+- fusion, both ways at once from the projected tokens: ``on' = LN(on + MHA(on, off, off))``
+  and ``off' = LN(off + MHA(off, on, on))`` with two separate ``nn.MultiheadAttention``
+  modules (8 heads; tiny: 2), each with its own LayerNorm;
+- classification: mean over tokens of ``on'`` and of ``off'``, concatenated [shape=(B, 2d)],
+  dropout 0.5, linear to ``num_classes``.
+
+``forward(onset, offset)``: two tensors [shape=(B, 3, S, S)] -> logits [shape=(B, num_classes)].
+Swapping the inputs changes the output: the streams and the two directions have their own
+weights.
+
+``pretrained=FILE`` is a local checkpoint of the backbone (e.g. timm's ImageNet ``resnet18``),
+loaded into both streams by the timm rules of :mod:`training.models.timm_models`: the
+checkpoint's classifier is dropped, everything else must fit. Projection, fusion and head are
+always randomly initialised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training.models.timm_models import create_timm, load_timm_weights
+
+DEFAULT_BACKBONE = "resnet18"
+FULL = {"dim": 256, "heads": 8}
+TINY = {"dim": 32, "heads": 2}
+
+
+def sincos_2d(h: int, w: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embedding [shape=(h * w, dim)], rows then columns.
+
+    ``dim`` must be a multiple of 4: a quarter each for sin(row), cos(row), sin(col), cos(col).
+    """
+    quarter = dim // 4
+    freq = 1.0 / (10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / quarter))
+    rows = torch.arange(h, device=device, dtype=torch.float32)[:, None] * freq
+    cols = torch.arange(w, device=device, dtype=torch.float32)[:, None] * freq
+    rows = torch.cat([rows.sin(), rows.cos()], dim=1)[:, None, :].expand(h, w, 2 * quarter)
+    cols = torch.cat([cols.sin(), cols.cos()], dim=1)[None, :, :].expand(h, w, 2 * quarter)
+    return torch.cat([rows, cols], dim=2).reshape(h * w, 4 * quarter).to(dtype)
+
+
+def sincos_1d(n: int, dim: int, device=None, dtype=None) -> torch.Tensor:
+    """Fixed 1-D sine-cosine position embedding [shape=(n, dim)], ``dim`` even."""
+    half = dim // 2
+    freq = 1.0 / (10000 ** (torch.arange(half, device=device, dtype=torch.float32) / half))
+    pos = torch.arange(n, device=device, dtype=torch.float32)[:, None] * freq
+    return torch.cat([pos.sin(), pos.cos()], dim=1).to(dtype)
+
+
+class Stream(nn.Module):
+    """A backbone and its token projection: image [shape=(B, 3, S, S)] -> tokens
+    [shape=(B, N, d)] with position embedding added."""
+
+    def __init__(self, backbone: nn.Module, dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.proj = nn.Linear(backbone.num_features, dim)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.backbone.forward_features(x)
+        if f.dim() == 4:  # (B, C, h, w) map
+            _, _, h, w = f.shape
+            tokens = self.proj(f.flatten(2).transpose(1, 2))
+            pos = sincos_2d(h, w, self.dim, tokens.device, tokens.dtype)
+        else:  # (B, N, C) tokens, e.g. a ViT's
+            f = f[:, getattr(self.backbone, "num_prefix_tokens", 0):]
+            tokens = self.proj(f)
+            pos = sincos_1d(tokens.shape[1], self.dim, tokens.device, tokens.dtype)
+        return tokens + pos
+
+
+class CrossAttention(nn.Module):
+    """``LN(q + MHA(q, kv, kv))``: tokens q [shape=(B, N, d)] attend to kv [shape=(B, M, d)]."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        out, _ = self.attn(q, kv, kv, need_weights=False)
+        return self.norm(q + out)
+
+
+class DIANet(nn.Module):
+    """Two streams, cross-attention both ways, pooled and concatenated, linear head."""
+
+    pair = True
+
+    def __init__(self, onset_backbone: nn.Module, offset_backbone: nn.Module, num_classes: int,
+                 dim: int = FULL["dim"], heads: int = FULL["heads"], dropout: float = 0.5):
+        super().__init__()
+        if dim % 4 or dim % heads:
+            raise ValueError(f"dim {dim} must be a multiple of 4 and of heads {heads}")
+        self.onset_stream = Stream(onset_backbone, dim)
+        self.offset_stream = Stream(offset_backbone, dim)
+        self.onset_to_offset = CrossAttention(dim, heads)  # onset tokens attend to offset's
+        self.offset_to_onset = CrossAttention(dim, heads)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * dim, num_classes)
+
+    def forward(self, onset: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        on = self.onset_stream(onset)
+        off = self.offset_stream(offset)
+        on_fused = self.onset_to_offset(on, off)
+        off_fused = self.offset_to_onset(off, on)
+        pooled = torch.cat([on_fused.mean(dim=1), off_fused.mean(dim=1)], dim=1)
+        return self.head(self.dropout(pooled))
+
+
+def build_dianet(num_classes: int, *, pretrained: str | Path | None = None, tiny: bool = False,
+                 backbone: str | None = None) -> tuple[DIANet, int]:
+    """A DIANet over two ``backbone`` streams and its input side.
+
+    The side is the backbone's (224 for resnet18). Tiny: the backbone's tiny variant (see
+    :mod:`training.models.timm_models`), fed 64x64 where it takes any size (so a stride-32
+    CNN gives 2x2 = 4 tokens per stream), with d = 32 and 2 heads.
+    """
+    name = backbone or DEFAULT_BACKBONE
+    streams = [create_timm(name, 0, tiny=tiny, global_pool="") for _ in range(2)]
+    side = streams[0][1]
+    streams = [net for net, _ in streams]
+    if pretrained is not None:
+        load_timm_weights(streams[0], name, pretrained, what=f"dianet backbone {name}")
+        streams[1].load_state_dict(streams[0].state_dict())
+    if tiny and side < 64 and not _fixed_size(streams[0]):
+        side = 64  # a 2x2 map (4 tokens) per stream rather than one token
+    cfg = TINY if tiny else FULL
+    return DIANet(streams[0], streams[1], num_classes, cfg["dim"], cfg["heads"]), side
+
+
+def _fixed_size(net: nn.Module) -> bool:
+    """Whether a backbone needs its own input size (a ViT's patch embedding, say)."""
+    patch = getattr(net, "patch_embed", None)
+    if patch is None:
+        return False
+    return getattr(patch, "strict_img_size", True) and not getattr(patch, "dynamic_img_size",
+                                                                    False)

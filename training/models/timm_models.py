@@ -1,0 +1,151 @@
+"""timm backbones (VGG-19, ResNet-34, EfficientNet-B0, ViT-B/16 and any other timm name).
+
+Every model is ``timm.create_model(name, pretrained=False, num_classes=...)``: nothing is
+downloaded. A local checkpoint is loaded by :func:`load_timm_weights` (rules in
+:mod:`training.models.weights`): the checkpoint's classifier (the keys under the pretrained
+cfg's ``classifier`` and the model's ``get_classifier()`` module) is dropped where its shape
+differs from the model's, so a 1000-class ImageNet head gives way to a fresh ``num_classes``
+head; every other key must match. A torchvision VGG state_dict (``features.*``,
+``classifier.{0,3,6}.*``) is converted to timm's layout first, with timm's own converter.
+
+Mean, std and input size come from timm's pretrained cfg for the name (its default tag, or
+the tag given as ``name.tag``): ImageNet's for vgg19, resnet34 and efficientnet_b0, 0.5 for
+``vit_base_patch16_224`` (its default ``augreg2_in21k_ft_in1k`` weights). A weights file of a
+different tag may want different ones: name the tag.
+
+Tiny variants (``tiny=True``), same timm classes with minimal sizes, for tests and CPU demos:
+
+- ``vgg11/13/16/19[_bn]``: timm ``VGG`` with the same conv layout at widths 8-32 and a
+  64-unit hidden layer, input 32;
+- ``resnet18/34`` (BasicBlock), ``resnet50/101/152`` (Bottleneck): timm ``ResNet`` with one
+  block per stage, widths 16-128, input 32;
+- ``efficientnet_b0``..``b7``: timm's EfficientNet-B generator with channel multiplier 0.25 and
+  depth multiplier 0.1 (one block per stage), input 32;
+- ``vit_{tiny,small,base,large}_patch*``: timm ``VisionTransformer`` with image 32, patch 8,
+  width 32, one block, two heads;
+- any other timm name: no smaller variant is defined; the full model is built and fed 64x64
+  (its pretrained input size if the model needs a fixed one).
+
+Input: ``x`` [shape=(B, 3, S, S)]; output logits [shape=(B, num_classes)].
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import timm
+from timm.models import get_pretrained_cfg
+from torch import nn
+
+from training.models.weights import ModelError, load_matching, read_state_dict
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TINY_INPUT = 32
+TINY_FALLBACK_INPUT = 64
+
+_VGG = re.compile(r"vgg(11|13|16|19)(_bn)?")
+_RESNET = re.compile(r"resnet(18|34|50|101|152)")
+_EFFNET_B = re.compile(r"efficientnet_b[0-7]")
+_VIT = re.compile(r"vit_(tiny|small|base|large)_patch\d+_\d+")
+
+
+def arch_of(name: str) -> str:
+    """The architecture part of a timm name (``resnet34.a1_in1k`` -> ``resnet34``)."""
+    return name.split(".", 1)[0]
+
+
+def timm_cfg(name: str) -> dict:
+    """timm's pretrained cfg for ``name`` as a dict (empty when timm has none)."""
+    try:
+        cfg = get_pretrained_cfg(name)
+    except RuntimeError as exc:  # an unknown tag
+        raise ModelError(f"timm model {name!r}: {exc}") from exc
+    return cfg.to_dict() if cfg is not None else {}
+
+
+def norm_of(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(mean, std) the pretrained weights of ``name`` expect on [0, 1] images."""
+    cfg = timm_cfg(name)
+    mean = tuple(float(v) for v in cfg.get("mean") or IMAGENET_MEAN)
+    std = tuple(float(v) for v in cfg.get("std") or IMAGENET_STD)
+    return mean, std  # type: ignore[return-value]
+
+
+def create_timm(name: str, num_classes: int, *, tiny: bool = False,
+                **kwargs) -> tuple[nn.Module, int]:
+    """A randomly initialised timm model and the square input side it is fed.
+
+    ``kwargs`` go to the model's constructor (e.g. ``global_pool=''`` for a feature
+    extractor); ``num_classes=0`` leaves the classifier out.
+    """
+    if tiny:
+        built = _create_tiny(arch_of(name), num_classes, **kwargs)
+        if built is not None:
+            return built, TINY_INPUT
+    try:
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
+        raise ModelError(f"timm model {name!r} could not be built: {exc}") from exc
+    cfg = timm_cfg(name)
+    side = int((cfg.get("input_size") or (3, 224, 224))[-1])
+    if tiny and not cfg.get("fixed_input_size", False):
+        side = min(side, TINY_FALLBACK_INPUT)
+    return model, side
+
+
+def _create_tiny(arch: str, num_classes: int, **kwargs) -> nn.Module | None:
+    if m := _VGG.fullmatch(arch):
+        from timm.models.vgg import VGG, cfgs
+
+        width = {64: 8, 128: 16, 256: 32, 512: 32}
+        cfg = [v if v == "M" else width[v] for v in cfgs[f"vgg{m.group(1)}"]]
+        norm = nn.BatchNorm2d if m.group(2) else None
+        # ConvMlp's hidden layer is 4096 * mlp_ratio = 64 units
+        return VGG(cfg, num_classes=num_classes, mlp_ratio=1 / 64, norm_layer=norm, **kwargs)
+    if m := _RESNET.fullmatch(arch):
+        from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+
+        block = BasicBlock if m.group(1) in ("18", "34") else Bottleneck
+        return ResNet(block, [1, 1, 1, 1], num_classes=num_classes, stem_width=16,
+                      channels=(16, 32, 64, 128), **kwargs)
+    if _EFFNET_B.fullmatch(arch):
+        from timm.models import efficientnet
+
+        return efficientnet._gen_efficientnet(arch, channel_multiplier=0.25,
+                                              depth_multiplier=0.1, num_classes=num_classes,
+                                              **kwargs)
+    if _VIT.fullmatch(arch):
+        from timm.models.vision_transformer import VisionTransformer
+
+        return VisionTransformer(img_size=TINY_INPUT, patch_size=8, embed_dim=32, depth=1,
+                                 num_heads=2, num_classes=num_classes, **kwargs)
+    return None
+
+
+def head_prefixes(model: nn.Module, name: str) -> tuple[str, ...]:
+    """The module names of ``model``'s classifier: timm's cfg ``classifier`` and the module
+    ``get_classifier()`` returns."""
+    found = timm_cfg(name).get("classifier") or ()
+    prefixes = {found} if isinstance(found, str) else set(found)
+    get = getattr(model, "get_classifier", None)
+    if get is not None:
+        head = get()
+        heads = head if isinstance(head, tuple | list) else (head,)
+        for module_name, module in model.named_modules():
+            if any(module is h for h in heads) and module_name:
+                prefixes.add(module_name)
+    return tuple(sorted(prefixes))
+
+
+def load_timm_weights(model: nn.Module, name: str, path: str | Path,
+                      what: str | None = None) -> None:
+    """Load a local checkpoint of timm model ``name`` into ``model``, head excepted."""
+    state = read_state_dict(path)
+    if _VGG.fullmatch(arch_of(name)) and any(k.startswith("classifier.") for k in state):
+        from timm.models.vgg import _filter_fn  # torchvision layout -> timm's
+
+        state = _filter_fn(state)
+    load_matching(model, state, path, head_prefixes(model, name), what=what or name)
+
