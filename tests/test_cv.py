@@ -5,6 +5,11 @@ saved predictions against scikit-learn, and clear errors before any training."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -179,3 +184,32 @@ def test_a_class_set_that_empties_a_class_is_refused(tmp_path):
     code, output = _cv("--cache", str(cache), "--model", "learnet", "--out",
                        str(tmp_path / "r"))
     assert code != 0 and "leaves no clips in class(es) surprise" in output
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_uninterrupted_numbers(cache, tmp_path):
+    args = ["--cache", str(cache), "--model", "learnet", "--config", "baseline", "--config",
+            "dualdi+fliprot", "--protocol", "subject-kfold", "--folds", "2", "--epochs", "4",
+            "--batch-size", "8", "--tiny", "--quiet"]
+    clean = tmp_path / "clean"
+    assert _cv(*[a for a in args if a not in ("--tiny", "--quiet")], "--out", str(clean))[0] == 0
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "training.cli", "cv", *args, "--out",
+                             str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).parents[1])
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if len([p for p in (run / "units").glob("*") if not p.name.startswith(".")]) >= 2:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (run / "predictions.csv").exists()  # no table passes for a whole run
+    code, output = _cv(*[a for a in args if a not in ("--tiny", "--quiet")], "--out",
+                       str(run), "--resume")
+    assert code == 0, output
+    assert "folds already done" in output
+    for table in ("predictions.csv", "summary.csv", "folds.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(run / table), pd.read_csv(clean / table))
+    ea, eb = (pd.read_csv(p / "epochs.csv").drop(columns="seconds") for p in (run, clean))
+    pd.testing.assert_frame_equal(ea, eb)

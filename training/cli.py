@@ -97,7 +97,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
 
 
 @main.command()
-@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.argument("runs", nargs=-1, required=True, type=click.Path(), metavar="RUN...")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for the report  [default: <first RUN>/report]")
 @click.option("--baseline", default="baseline", show_default=True,
