@@ -374,13 +374,13 @@ class _Bars:
     def epoch(self, record: dict) -> None:
         if self.enabled:
             self.epochs.set_postfix(loss=f"{record['train_loss']:.3f}",
-                                    val=f"{record['val_loss']:.3f}")
+                                    val=f"{record['val_loss']:.3f}", refresh=False)
             self.epochs.update()
 
     def fold_done(self, s: dict) -> None:
         if self.enabled:
             self.epochs.close()
-            self.folds.set_postfix(last_uf1=f"{s['uf1']:.3f}")
+            self.folds.set_postfix(last_uf1=f"{s['uf1']:.3f}", refresh=False)
             self.folds.update()
 
     def run_done(self) -> None:
