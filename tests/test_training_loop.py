@@ -163,3 +163,32 @@ def test_summary_matches_sklearn(rng):
     assert len(folds) == 12
     table = summary_markdown(summary)
     assert table.count("\n") == 3 and "| m1 | baseline | 6 |" in table
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_flip_rotate_on_the_gpu_matches_the_cpu():
+    x = torch.randn(16, 3, 32, 32)
+    cpu = random_flip_rotate(x, torch.Generator().manual_seed(4))
+    gpu = random_flip_rotate(x.cuda(), torch.Generator().manual_seed(4)).cpu()
+    torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_fit_with_mixed_precision_on_the_gpu():
+    from training.models import build_model
+
+    x, y = _blobs(60)
+    model, info = build_model("resnet34", 3, tiny=True)
+    images = prepare_images(x.repeat(1, 3, 1, 1).permute(0, 2, 3, 1).numpy(), info.input_size,
+                            info.mean, info.std, "cuda")
+    assert images.is_cuda
+    idx = torch.arange(60)
+    result = fit(model, images, Samples(idx[:40], y[:40]), Samples(idx[40:], y[40:]),
+                 TrainOptions(epochs=3, batch_size=10), seed=0, fliprot=True)
+    assert result.epochs_run == 3 and np.isfinite(result.history[-1]["val_loss"])
+    assert predict(model, images, Samples(idx[40:], y[40:])).shape == (20, 3)
