@@ -261,7 +261,8 @@ def train_unit(plan: Plan, unit: Unit, images: torch.Tensor, device: torch.devic
                "test_clips": len(test), "seconds": time.perf_counter() - start,
                "confusion": confusion(label, pred, len(clips.classes)).tolist()}
     return {"history": history, "predictions": preds, "scores": summary,
-            "state": model.state_dict() if spec.checkpoints else None}
+            "state": ({k: v.detach().cpu() for k, v in model.state_dict().items()}
+                      if spec.checkpoints else None)}
 
 
 def _write_unit(units_dir: Path, unit: Unit, records: dict[str, object]) -> None:
