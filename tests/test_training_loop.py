@@ -192,3 +192,12 @@ def test_fit_with_mixed_precision_on_the_gpu():
                  TrainOptions(epochs=3, batch_size=10), seed=0, fliprot=True)
     assert result.epochs_run == 3 and np.isfinite(result.history[-1]["val_loss"])
     assert predict(model, images, Samples(idx[40:], y[40:])).shape == (20, 3)
+
+
+@pytest.mark.parametrize("hw", [(9, 9), (16, 24)])
+def test_broadcast_grid_equals_affine_grid(hw):
+    from training.augment import _affine_grid
+
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+    want = torch.nn.functional.affine_grid(theta, [5, 1, *hw], align_corners=False)
+    torch.testing.assert_close(_affine_grid(theta, *hw), want, atol=1e-6, rtol=1e-5)

@@ -49,33 +49,56 @@ def prepare_images(images: np.ndarray, size: int, mean: tuple[float, float, floa
     return out
 
 
-def random_flip_rotate(batch: torch.Tensor, generator: torch.Generator,
-                       max_degrees: float = MAX_DEGREES) -> torch.Tensor:
-    """Flip each image horizontally with p = 0.5 and rotate it by a uniform angle in
-    +-``max_degrees`` about its centre [shape=(B, C, H, W) -> same].
+def draw_flip_rotate(n: int, generator: torch.Generator, max_degrees: float = MAX_DEGREES
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random draws for ``n`` images from ``generator`` (on the CPU, so a seed fixes them
+    on every device): ``flip`` [shape=(n,), bool] with p = 0.5 and ``angle``
+    [shape=(n,), radians] uniform in +-``max_degrees``."""
+    flip = torch.rand(n, generator=generator) < 0.5
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
+    return flip, angle
+
+
+def _affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``F.affine_grid(theta, [B, C, h, w], align_corners=False)`` by broadcasting: on the
+    CPU, affine_grid's batched matmul with an inner size of 3 cost 4x more."""
+    xs = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1
+    t = theta.transpose(1, 2)  # (B, 3, 2): the x, y and constant columns
+    return (xs.view(1, 1, w, 1) * t[:, None, None, 0] + t[:, None, None, 2]
+            + ys.view(1, h, 1, 1) * t[:, None, None, 1])
+
+
+def flip_rotate(batch: torch.Tensor, flip: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Flip image i horizontally where ``flip[i]``, then rotate it by ``angle[i]`` radians
+    about its centre [shape=(B, C, H, W) -> same].
 
     ``batch`` may also be (P, B, C, H, W): P aligned images per sample (a DIANet pair) get
     the same flip and angle. Corners rotated in from outside are 0 (the normalised mean).
-    The random draws come from ``generator`` (on the CPU), so a seed fixes them on every
-    device.
+    Everything runs on ``batch``'s device (``flip`` and ``angle`` are moved there).
     """
     paired = batch.dim() == 5
-    x = batch if paired else batch.unsqueeze(0)
-    p, b, c, h, w = x.shape
-    flip = torch.rand(b, generator=generator) < 0.5
-    angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(max_degrees)
+    p, b, c, h, w = batch.shape if paired else (1, *batch.shape)
+    angle = angle.to(batch.device, batch.dtype)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    sign = torch.where(flip, -1.0, 1.0)
-    # output pixel (x, y) samples input at R(-angle) . (sign * x, y); normalised coordinates
-    # are scaled by the aspect ratio so that the rotation is a true rotation on pixels
+    sign = 1.0 - 2.0 * flip.to(batch.device, batch.dtype)
+    # output pixel (x, y) samples the input at R(angle) . (sign * x, y), in normalised
+    # coordinates scaled by the aspect ratio so that it is a true rotation on pixels
     aspect = w / h
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0] = cos * sign
-    theta[:, 0, 1] = -sin / aspect
-    theta[:, 1, 0] = sin * sign * aspect
-    theta[:, 1, 1] = cos
-    theta = theta.to(batch.device, batch.dtype)
-    grid = F.affine_grid(theta, [b, c, h, w], align_corners=False)
-    out = torch.stack([F.grid_sample(x[i], grid, mode="bilinear", padding_mode="zeros",
-                                     align_corners=False) for i in range(p)])
-    return out if paired else out[0]
+    theta = torch.stack([
+        torch.stack([cos * sign, -sin / aspect, torch.zeros_like(cos)], 1),
+        torch.stack([sin * sign * aspect, cos, torch.zeros_like(cos)], 1)], 1)
+    grid = _affine_grid(theta, h, w)
+    if not paired:
+        return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
+    return torch.stack([F.grid_sample(batch[i], grid, mode="bilinear", padding_mode="zeros",
+                                      align_corners=False) for i in range(p)])
+
+
+def random_flip_rotate(batch: torch.Tensor, generator: torch.Generator,
+                       max_degrees: float = MAX_DEGREES) -> torch.Tensor:
+    """:func:`flip_rotate` with random draws (:func:`draw_flip_rotate`): each image
+    flipped with p = 0.5 and rotated uniformly within +-``max_degrees``."""
+    n = batch.shape[1] if batch.dim() == 5 else batch.shape[0]
+    return flip_rotate(batch, *draw_flip_rotate(n, generator, max_degrees))

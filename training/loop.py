@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.augment import random_flip_rotate
+from training.augment import draw_flip_rotate, flip_rotate
 
 
 @dataclass
@@ -112,7 +112,9 @@ def fit(model: torch.nn.Module, images: torch.Tensor, train: Samples, val: Sampl
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=options.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=(
         options.amp and device.type == "cuda" and not torch.cuda.is_bf16_supported()))
-    labels = train.labels.to(device)
+    # samples, labels and each epoch's draws go to the device once, not once per batch:
+    # every host-to-device copy of a batch would wait for the GPU to drain
+    index, labels = train.index.to(device), train.labels.to(device)
     n = len(train)
     result = FitResult(best_epoch=0, epochs_run=0, stopped_early=False)
     best_loss, best_state = float("inf"), None
@@ -122,24 +124,28 @@ def fit(model: torch.nn.Module, images: torch.Tensor, train: Samples, val: Sampl
         order = torch.randperm(n, generator=generator)
         if n % options.batch_size == 1 and n > 1:
             order = order[:-1]  # a batch of one breaks batch norm; a different one each epoch
-        total, seen = 0.0, 0
+        if fliprot:
+            flips, angles = (t.to(device) for t in draw_flip_rotate(len(order), generator))
+        order = order.to(device)
+        total = torch.zeros((), device=device)
         for i in range(0, len(order), options.batch_size):
             rows = order[i:i + options.batch_size]
-            x = _batch(images, train.index[rows])
+            x = _batch(images, index[rows])
             if fliprot:
-                x = random_flip_rotate(x, generator)
-            y = labels[rows.to(device)]
+                x = flip_rotate(x, flips[i:i + options.batch_size],
+                                angles[i:i + options.batch_size])
+            y = labels[rows]
             with _autocast(device, options.amp):
                 loss = F.cross_entropy(_forward(model, x), y)
             optimiser.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimiser)
             scaler.update()
-            total += loss.item() * len(rows)
-            seen += len(rows)
+            total += loss.detach().float() * len(rows)
+        seen = len(order)
         lr = optimiser.param_groups[0]["lr"]
         schedule.step()
-        record = {"epoch": epoch, "train_loss": total / max(seen, 1), "lr": lr}
+        record = {"epoch": epoch, "train_loss": total.item() / max(seen, 1), "lr": lr}
         if val is not None and len(val):
             record["val_loss"], record["val_accuracy"] = _loss(model, images, val,
                                                                options.batch_size, options.amp)
