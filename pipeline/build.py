@@ -126,6 +126,8 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
     still = apex if apex is not None else len(clip.frames) // 2
     phases["apex_frame"] = clip.frames[still].astype(np.float32)
     phases = {p: finish_image(img, size, clip.grey) for p, img in phases.items()}
+    # a frame is uint8 by nature: stored so, it costs a quarter of a float32 image
+    phases["apex_frame"] = np.clip(np.rint(phases["apex_frame"]), 0, 255).astype(np.uint8)
     if apex is None:  # say why in the sheet's terms, not the kernel's
         why = next((p for p in row.problem_list if p.startswith("apex")), "apex unusable")
         notes.append(f"no onset or offset image ({why.split(':')[0]}); apex_frame is the "

@@ -11,6 +11,7 @@ with no per-frame uint8 rounding, and 60x fewer resizes for a 60-frame clip).
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,19 +117,26 @@ def _is_grey(img: np.ndarray) -> bool:
     return img.ndim == 2 or img.shape[2] == 1
 
 
-_CASCADE: cv2.CascadeClassifier | None = None
+# One cascade per thread: a CascadeClassifier is not safe to share between threads (two
+# clips load at once during a build, and shared detections came back wrong).
+_CASCADES = threading.local()
+
+
+def _cascade() -> cv2.CascadeClassifier:
+    cascade = getattr(_CASCADES, "cascade", None)
+    if cascade is None:
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades
+                                        + "haarcascade_frontalface_default.xml")
+        _CASCADES.cascade = cascade
+    return cascade
 
 
 def detect_face(img: np.ndarray) -> Box | None:
     """The largest frontal face (Haar cascade shipped with OpenCV) as a square box with a
-    margin, clipped to the image; None when no face is found."""
-    global _CASCADE
-    if _CASCADE is None:
-        _CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades
-                                         + "haarcascade_frontalface_default.xml")
+    margin, clipped to the image; None when no face is found. Thread-safe."""
     grey = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     h, w = grey.shape[:2]
-    faces = _CASCADE.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
+    faces = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5,
                                       minSize=(max(24, min(h, w) // 8),) * 2)
     if len(faces) == 0:
         return None

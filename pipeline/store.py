@@ -1,8 +1,8 @@
 """The dynamic-image cache: one HDF5 file, ``/<subject>/<clip>/<phase>``.
 
 Each phase dataset is the raw float32 weighted sum, shape (H, W, C), C = 3 (RGB) or 1
-(greyscale); ``apex_frame`` is the clip's apex frame (0-255 as float32, same crop, size and
-channels; the middle frame when the apex is unusable, as the clip's notes say). A clip
+(greyscale); ``apex_frame`` is the clip's apex frame (uint8, same crop, size and
+channels, RGB; the middle frame when the apex is unusable, as the clip's notes say). A clip
 group carries its manifest row as attributes; the root carries the provenance (:data:`ROOT_ATTRS`).
 This module owns the key scheme and the schema version.
 
@@ -36,7 +36,8 @@ SCHEMA_VERSION = 2  # 2: each clip also holds its apex frame ("apex_frame")
 PHASES = ("full", "onset", "offset")
 # What a clip group may hold: the three dynamic images, and the apex frame itself (the
 # still image a control model is trained on, to show what motion adds), same crop and size.
-IMAGES = (*PHASES, "apex_frame")
+STILL = "apex_frame"
+IMAGES = (*PHASES, STILL)
 # Root attributes; those in BUILD_PARAMS must match for a build to reuse an existing file.
 BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop")
 ROOT_ATTRS = (*BUILD_PARAMS, "sheet", "sheet_sha256", "tool_version", "created", "skipped")
@@ -243,8 +244,9 @@ class CacheWriter:
             g.attrs[k] = _to_attr(v)
         for phase in IMAGES:
             if phase in record.images:
-                g.create_dataset(phase, data=record.images[phase].astype(np.float32,
-                                                                         copy=False))
+                image = record.images[phase]
+                g.create_dataset(phase, data=image if phase == STILL else image.astype(
+                    np.float32, copy=False))
         self.count += 1
 
     def copy_from(self, source: h5py.File, key: str) -> None:

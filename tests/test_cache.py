@@ -69,7 +69,8 @@ def test_cache_equals_float64_reference_from_the_jpegs(casme, tmp_path):
             assert set(g) == set(expected), row.problems
             for phase, ref in expected.items():
                 got = g[phase][()]
-                assert got.dtype == np.float32 and got.shape == frames.shape[1:]
+                want_type = np.uint8 if phase == "apex_frame" else np.float32
+                assert got.dtype == want_type and got.shape == frames.shape[1:]
                 np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
 
 
@@ -241,3 +242,22 @@ def test_jpeg_geometry_declines_what_is_not_a_jpeg(tmp_path):
         (tmp_path / name).write_bytes(data)
         assert jpeg_geometry(tmp_path / name) is None, name
     assert jpeg_geometry(tmp_path / "missing.jpg") is None
+
+
+def test_face_detection_is_thread_safe(tmp_path):
+    """Two clips load at once during a build: detections made concurrently must equal the
+    serial ones (a shared CascadeClassifier returned wrong boxes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.frames import detect_face
+
+    root = generate_dataset("casme2", tmp_path / "raw", layout="raw", subjects=3,
+                            clips_per_class=1, frame_size=(320, 240), length=(6, 8),
+                            seed=5).root
+    rows = [r for r in build_manifest("casme2", root).rows if not r.problems]
+    images = [cv2.imread(str(r.frame_path(r.onset))) for r in rows] * 4
+    serial = [detect_face(img) for img in images]
+    assert sum(b is not None for b in serial) >= len(images) // 2
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            assert list(pool.map(detect_face, images)) == serial
