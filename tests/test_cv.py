@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from click.testing import CliRunner
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
@@ -86,7 +87,7 @@ def test_every_model_and_configuration_trains(cache, tmp_path):
         want = ("baseline", "fliprot") if m == "dianet" else CONFIG_NAMES
         assert {c for mm, c in pairs if mm == m} == set(want), m
     assert "skipped dianet x dualdi" in output
-    assert "random weights" in output
+    assert "random initialisation" in output
     epochs = pd.read_csv(out / "epochs.csv")
     assert len(epochs) == len(pairs) * 2  # one epoch per fold
     assert len(list((out / "units").glob("*/model.pt"))) == len(pairs) * 2
@@ -152,7 +153,7 @@ def test_bad_input_fails_before_training(cache, tmp_path, case):
     args = {"cache": str(cache), "model": "learnet", "config": "baseline", "folds": "2"}
     want = {"missing": "cache not found", "foreign": "not a dynamic-image cache",
             "model": "unknown model(s) resnet-35", "config": "unknown configuration 'dual'",
-            "folds": "4 subjects cannot make 5", "pretrained": "does not exist"}[case]
+            "folds": "4 subjects cannot make 5", "pretrained": "no such file"}[case]
     if case == "missing":
         args["cache"] = str(tmp_path / "nope.h5")
     elif case == "foreign":
@@ -213,3 +214,23 @@ def test_killed_run_resumes_to_the_uninterrupted_numbers(cache, tmp_path):
         pd.testing.assert_frame_equal(pd.read_csv(run / table), pd.read_csv(clean / table))
     ea, eb = (pd.read_csv(p / "epochs.csv").drop(columns="seconds") for p in (run, clean))
     pd.testing.assert_frame_equal(ea, eb)
+
+
+def test_pretrained_weights_per_model(cache, tmp_path):
+    from training.models import build_model
+
+    weights = tmp_path / "resnet34.pth"
+    model, _ = build_model("resnet34", 1000, tiny=True)
+    torch.save(model.state_dict(), weights)
+    out = tmp_path / "run"
+    code, output = _cv("--cache", str(cache), "--model", "learnet", "--model", "resnet34",
+                       "--config", "baseline", "--pretrained", f"resnet34={weights}",
+                       "--protocol", "subject-kfold", "--folds", "2", "--epochs", "1",
+                       "--out", str(out))
+    assert code == 0, output
+    assert "random initialisation" not in output  # learnet is from scratch by design
+    saved = json.loads((out / "config.json").read_text())["spec"]["pretrained"]
+    assert saved == {"resnet34": str(weights)}
+    code, output = _cv("--cache", str(cache), "--model", "learnet", "--pretrained",
+                       f"vgg19={weights}", "--out", str(tmp_path / "r2"))
+    assert code != 0 and "no such file" in output  # vgg19 is not a model: a file name

@@ -5,6 +5,8 @@ All models are randomly initialised; weights files are written by the tests them
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -232,3 +234,46 @@ def test_full_size_forward(name):
     assert info.input_size == (112 if name == "learnet" else 224)
     with torch.no_grad():
         assert model.eval()(*_inputs(info, 1)).shape == (1, N_CLASSES)
+
+
+def _resnet34_tiny_state(classes: int = 1000) -> dict:
+    model, _ = build_model("resnet34", classes, tiny=True)
+    return model.state_dict()
+
+
+def test_pretrained_cache_finds_torch_hub_weights(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    import timm
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    torch.hub.set_dir(str(tmp_path / "torch"))
+    try:
+        with pytest.raises(ModelError, match="no weights of timm model 'resnet34.a1_in1k'"):
+            build_model("resnet34.a1_in1k", 5, pretrained="cache", tiny=True)
+        url = timm.models.get_pretrained_cfg("resnet34.a1_in1k").url
+        state = _resnet34_tiny_state()
+        (tmp_path / "torch" / "checkpoints").mkdir(parents=True)
+        torch.save(state, tmp_path / "torch" / "checkpoints" / url.rsplit("/", 1)[1])
+        model, info = build_model("resnet34.a1_in1k", 5, pretrained="cache", tiny=True)
+        assert info.pretrained.endswith(".pth")
+        torch.testing.assert_close(model.state_dict()["conv1.weight"], state["conv1.weight"])
+        assert model.state_dict()["fc.weight"].shape[0] == 5
+    finally:
+        torch.hub.set_dir(str(Path.home() / ".cache" / "torch" / "hub"))
+
+
+def test_pretrained_cache_finds_hugging_face_weights(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+    from safetensors.torch import save_file
+
+    hf = tmp_path / "hf"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf))
+    repo = hf / "models--timm--resnet34.a1_in1k"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    state = {k: v.contiguous() for k, v in _resnet34_tiny_state().items()}
+    save_file(state, str(repo / "snapshots" / "abc123" / "model.safetensors"))
+    model, info = build_model("resnet34", 3, pretrained="cache", tiny=True)
+    assert info.pretrained.endswith("model.safetensors")
+    torch.testing.assert_close(model.state_dict()["conv1.weight"], state["conv1.weight"])

@@ -17,6 +17,20 @@ def _seeds(ctx, param, value: str) -> list[int]:
     return seeds
 
 
+def _weights(values: tuple[str, ...], models: tuple[str, ...]) -> dict[str, str]:
+    """--pretrained values -> {model or "*": file}; MODEL=FILE only where MODEL is a --model
+    (a file name may itself contain '=')."""
+    out: dict[str, str] = {}
+    for value in values:
+        model, sep, path = value.partition("=")
+        key, path = (model, path) if sep and model in models else ("*", value)
+        if key in out:
+            raise click.BadParameter(f"two weights for {'every model' if key == '*' else key}",
+                                     param_hint="--pretrained")
+        out[key] = path
+    return out
+
+
 @click.group()
 @click.version_option(__version__, prog_name="mer-train")
 def main() -> None:
@@ -56,9 +70,11 @@ def main() -> None:
               "last.")
 @click.option("--amp/--no-amp", default=True, show_default=True,
               help="Mixed precision on a GPU (no effect on the CPU).")
-@click.option("--pretrained", type=click.Path(exists=True, dir_okay=False),
-              help="Local weights file for the backbone (VGG-Face: vgg_face_dag.pth); "
-              "the head is replaced for the classes.")
+@click.option("--pretrained", multiple=True,
+              help="Weights for the backbones: FILE for every model, or MODEL=FILE for one "
+              "(repeat). FILE is a local weights file (VGG-Face: vgg_face_dag.pth) or "
+              "'cache': timm's weights where an earlier download left them (Hugging Face or "
+              "torch hub cache; nothing is downloaded). The head is replaced for the classes.")
 @click.option("--backbone", help="DIANet's stream backbone (a timm CNN; default resnet18).")
 @click.option("--tiny", is_flag=True,
               help="Tiny variants of the models (fast CPU checks, not for results).")
@@ -88,7 +104,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
                   folds=folds, seeds=seeds, classes=classes,
                   train=TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr,
                                      patience=patience, val_fraction=val_fraction, amp=amp),
-                  pretrained=pretrained, backbone=backbone, tiny=tiny,
+                  pretrained=_weights(pretrained, models), backbone=backbone, tiny=tiny,
                   checkpoints=checkpoints, input=input_)
     try:
         run_cv(spec, out, resume=resume, device=device, progress=not quiet, echo=click.echo)

@@ -60,7 +60,9 @@ class CVSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     classes: str = "five"
     train: TrainOptions = field(default_factory=TrainOptions)
-    pretrained: str | None = None
+    # weights per model: {"*": FILE} for every model, {model: FILE} for one; a FILE may be
+    # "cache" (timm's weights from the local hub cache)
+    pretrained: dict[str, str] = field(default_factory=dict)
     backbone: str | None = None  # dianet's stream backbone
     tiny: bool = False
     checkpoints: bool = True
@@ -68,6 +70,10 @@ class CVSpec:
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+    def weights_for(self, model: str) -> str | None:
+        """The weights file (or "cache") model ``model`` starts from; None: random."""
+        return self.pretrained.get(model, self.pretrained.get("*"))
 
 
 @dataclass
@@ -124,8 +130,12 @@ def plan_run(spec: CVSpec) -> Plan:
         get_config(c)
     if spec.protocol not in PROTOCOLS:
         raise RunError(f"unknown protocol {spec.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    if spec.pretrained and not Path(spec.pretrained).is_file():
-        raise RunError(f"--pretrained {spec.pretrained}: no such file")
+    for model, path in spec.pretrained.items():
+        if model != "*" and model not in spec.models:
+            raise RunError(f"--pretrained {model}={path}: {model} is not a --model of this run")
+        if path != "cache" and not Path(path).is_file():
+            raise RunError(f"--pretrained {path}: no such file (give a weights file, or "
+                           "'cache' for timm's weights from the local hub cache)")
     if not spec.seeds:
         raise RunError("no seeds given")
     if spec.input not in INPUTS:
@@ -139,7 +149,7 @@ def plan_run(spec: CVSpec) -> Plan:
     infos, units, skipped = {}, [], []
     for model in spec.models:
         try:
-            _, info = build_model(model, len(clips.classes), pretrained=spec.pretrained,
+            _, info = build_model(model, len(clips.classes), pretrained=spec.weights_for(model),
                                   tiny=spec.tiny, backbone=spec.backbone)
         except ModelError as exc:
             raise RunError(str(exc)) from None
@@ -234,7 +244,8 @@ def train_unit(plan: Plan, unit: Unit, images: torch.Tensor, device: torch.devic
     val_s = unit_samples(clips, val, info.pair, False, still) if val is not None else None
     test_s = unit_samples(clips, test, info.pair, False, still)
     torch.manual_seed(_unit_seed(unit.seed, unit.fold))
-    model, _ = build_model(unit.model, len(clips.classes), pretrained=spec.pretrained,
+    model, _ = build_model(unit.model, len(clips.classes),
+                           pretrained=spec.weights_for(unit.model),
                            tiny=spec.tiny, backbone=spec.backbone)
     start = time.perf_counter()
     result = fit(model, images, train_s, val_s, spec.train, _unit_seed(unit.seed, unit.fold),
@@ -319,8 +330,9 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
         os.replace(tmp, config_path)
     for note in plan.skipped:
         echo(f"skipped {note}")
-    if spec.pretrained is None and any(m != "learnet" for m in spec.models):
-        echo("no --pretrained file: models start from random weights")
+    random = [m for m in spec.models if m != "learnet" and spec.weights_for(m) is None]
+    if random:
+        echo(f"no --pretrained weights for {', '.join(random)}: random initialisation")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True

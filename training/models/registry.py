@@ -21,11 +21,13 @@ from torch import nn
 from training.models.dianet import DEFAULT_BACKBONE, build_dianet
 from training.models.learnet import build_learnet
 from training.models.timm_models import (
+    CACHE,
     IMAGENET_MEAN,
     IMAGENET_STD,
     create_timm,
     load_timm_weights,
     norm_of,
+    resolve_pretrained,
 )
 from training.models.vggface import VGGFACE_MEAN, VGGFACE_STD, build_vggface
 from training.models.weights import ModelError
@@ -104,11 +106,12 @@ def build_model(name: str, num_classes: int, *, pretrained: str | Path | None = 
                 tiny: bool = False, backbone: str | None = None) -> tuple[nn.Module, ModelInfo]:
     """Build model ``name`` with a ``num_classes`` head, and the :class:`ModelInfo` to feed it.
 
-    ``pretrained``: a local weights file (never downloaded); ``tiny``: the small variant of the
-    same architecture, for tests and CPU demos; ``backbone``: dianet's per-stream timm model
-    (default ``resnet18``). The model takes ``x`` [shape=(B, 3, S, S)], ``S =
-    info.input_size`` (a pair model two such tensors) and returns logits
-    [shape=(B, num_classes)]. Raises :class:`ModelError` for an unknown name, a bad
+    ``pretrained``: a local weights file (never downloaded), or ``"cache"`` for a timm model:
+    timm's weights where an earlier download left them in the local hub cache; ``tiny``:
+    the small variant of the same architecture, for tests and CPU demos; ``backbone``:
+    dianet's per-stream timm model (default ``resnet18``). The model takes ``x``
+    [shape=(B, 3, S, S)], ``S = info.input_size`` (a pair model two such tensors) and
+    returns logits [shape=(B, num_classes)]. Raises :class:`ModelError` for an unknown name, a bad
     ``num_classes``, a ``backbone`` for a model without one, or a weights file that does not fit.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -123,6 +126,11 @@ def build_model(name: str, num_classes: int, *, pretrained: str | Path | None = 
     if backbone is not None and name not in _PAIR:
         raise ModelError(f"model {name!r} takes no backbone (got {backbone!r}); only "
                          f"{', '.join(sorted(_PAIR))} does")
+    if pretrained is not None and str(pretrained) == CACHE:
+        if builder is not _timm:
+            raise ModelError(f"--pretrained cache: {name} has no timm weights to look for; "
+                             "give a weights file")
+        pretrained = resolve_pretrained(name, pretrained)
     model, side, mean, std = builder(name, num_classes, pretrained, tiny, backbone)
     info = ModelInfo(
         name=name,

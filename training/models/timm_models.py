@@ -149,3 +149,49 @@ def load_timm_weights(model: nn.Module, name: str, path: str | Path,
         state = _filter_fn(state)
     load_matching(model, state, path, head_prefixes(model, name), what=what or name)
 
+
+
+CACHE = "cache"  # --pretrained cache: timm's weights, if already in a local cache
+
+
+def cached_weights(name: str) -> Path | None:
+    """The local file of timm's pretrained weights for ``name``, when a download made
+    earlier left it in the Hugging Face hub cache (``HF_HUB_CACHE``, by default
+    ``~/.cache/huggingface/hub``) or the torch hub cache (``torch.hub.get_dir()``,
+    ``checkpoints/``); None otherwise. Looks only: nothing is downloaded."""
+    cfg = timm_cfg(name)
+    hub_id = cfg.get("hf_hub_id")
+    if hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, _, revision = hub_id.partition("@")
+        names = [cfg.get("hf_hub_filename"), "model.safetensors", "pytorch_model.bin",
+                 "open_clip_pytorch_model.bin"]
+        for filename in dict.fromkeys(n for n in names if n):
+            found = try_to_load_from_cache(repo, filename, revision=revision or None)
+            if isinstance(found, str) and Path(found).is_file():
+                return Path(found)
+    url = cfg.get("url")
+    if url:
+        import torch.hub
+
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+        if path.is_file():
+            return path
+    return None
+
+
+def resolve_pretrained(name: str, pretrained: str | Path | None) -> str | Path | None:
+    """``pretrained`` as a file: ``"cache"`` becomes the cached file of timm's weights for
+    ``name`` (:func:`cached_weights`), or :class:`ModelError` saying where it looked."""
+    if pretrained is None or str(pretrained) != CACHE:
+        return pretrained
+    found = cached_weights(name)
+    if found is None:
+        import torch.hub
+
+        raise ModelError(f"--pretrained cache: no weights of timm model {name!r} in the "
+                         "Hugging Face hub cache or in "
+                         f"{Path(torch.hub.get_dir()) / 'checkpoints'} (nothing is "
+                         "downloaded); give a weights file with --pretrained FILE")
+    return found
