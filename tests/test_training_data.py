@@ -130,3 +130,16 @@ def test_validation_split_works_for_small_training_sets(per_class):
     fit, val = validation_split(train, labels, subjects, subject_disjoint=True, seed=0)
     assert len(val) and len(fit)
     assert np.array_equal(np.sort(np.concatenate([fit, val])), train)
+
+
+def test_grey_and_colour_caches_combine(small_datasets, tmp_path):
+    """The MEGC composite: greyscale SAMM beside colour CASME II and MMEW."""
+    caches = [build_cache(name, small_datasets[name], tmp_path / f"{name}.h5",
+                          options=BuildOptions(size=16)).cache
+              for name in ("casme2", "samm", "mmew")]
+    clips = load_caches(caches, "megc")
+    assert clips.full.shape[1:] == (16, 16, 3)
+    assert clips.classes == ["negative", "positive", "surprise"]
+    assert {k.split(":")[0] for k in clips.keys} == {"casme2", "samm", "mmew"}
+    samm = [i for i, k in enumerate(clips.keys) if k.startswith("samm:")]
+    np.testing.assert_array_equal(clips.full[samm, ..., 0], clips.full[samm, ..., 2])

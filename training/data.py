@@ -55,7 +55,8 @@ def _attr(value) -> str:
 def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
     """Read ``paths`` into one :class:`ClipSet` under ``class_set``.
 
-    Clips whose emotion the class set leaves out are dropped. Raises :class:`DataError`
+    Clips whose emotion the class set leaves out are dropped. Where greyscale and colour
+    caches combine, greyscale images are repeated to three channels. Raises :class:`DataError`
     for a missing or foreign file, caches of different image shapes, or a class set that
     leaves a class without clips.
     """
@@ -86,10 +87,17 @@ def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
                                     {p: g[p][()] for p in (*PHASES, STILL) if p in g}))
     if not records:
         raise DataError(f"no clip of {', '.join(map(str, paths))} is in class set {class_set!r}")
-    shapes = {r[4]["full"].shape for r in records}
-    if len(shapes) > 1:
-        raise DataError(f"the caches hold images of different shapes {sorted(shapes)}; build "
-                        "them with the same --size")
+    sizes = {r[4]["full"].shape[:2] for r in records}
+    if len(sizes) > 1:
+        raise DataError(f"the caches hold images of different sizes {sorted(sizes)} (H, W); "
+                        "build them with the same --size")
+    channels = {r[4]["full"].shape[2] for r in records}
+    if len(channels) > 1:  # greyscale SAMM beside colour CASME II (the MEGC composite)
+        for r in records:
+            for name, img in r[4].items():
+                if img.shape[2] == 1:
+                    r[4][name] = np.repeat(img, 3, axis=2)
+    shapes = {(*sizes.pop(), max(channels))}
     datasets = sorted({r[0] for r in records})
     if class_set == "all":
         classes = sorted({normalise_emotion(r[3]) for r in records})
