@@ -31,12 +31,8 @@ The machine should be otherwise idle: the script warns when other processes use 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -49,9 +45,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import (  # benchmarks/ is on sys.path when a script here runs
+    ROOT,
+    cpu_busy_fraction,
+    machine_base,
+    results_path,
+    write_results,
+)
 
 DATASET = "casme2"
 LAYOUT = "raw"
@@ -216,38 +216,9 @@ def machine_info() -> dict:
     import h5py
     import numba
 
-    cpu_model = platform.processor() or ""
-    try:
-        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(),
-                          re.MULTILINE)
-        if match:
-            cpu_model = match.group(1).strip()
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "numba_threads": numba.get_num_threads(),
-        "opencv_threads": cv2.getNumThreads(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "numba": numba.__version__,
-        "h5py": h5py.__version__,
-    }
-
-
-def results_path(info: dict) -> Path:
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", info["hostname"]) or "host"
-    py = ".".join(info["python"].split(".")[:2])
-    return RESULTS / f"build_{host}_py{py}.json"
+    return {**machine_base(), "numba_threads": numba.get_num_threads(),
+            "opencv_threads": cv2.getNumThreads(), "opencv": cv2.__version__,
+            "numba": numba.__version__, "h5py": h5py.__version__}
 
 
 def markdown_table(records: list[dict]) -> str:
@@ -273,22 +244,9 @@ def load_average() -> list[float] | None:
 
 
 def cpus_busy(seconds: float = 1.0) -> float | None:
-    """How many CPUs other processes keep busy, from ``/proc/stat`` over ``seconds``
-    (None where there is no ``/proc/stat``)."""
-    def sample() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]), idle
-
-    try:
-        total0, idle0 = sample()
-        time.sleep(seconds)
-        total1, idle1 = sample()
-    except (OSError, ValueError, IndexError):
-        return None
-    if total1 == total0:
-        return 0.0
-    return (1 - (idle1 - idle0) / (total1 - total0)) * (os.cpu_count() or 1)
+    """How many CPUs other processes keep busy over ``seconds`` (None without /proc/stat)."""
+    busy = cpu_busy_fraction(seconds)
+    return None if busy is None else busy * (os.cpu_count() or 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,10 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             "profiles": profiles,
             "table_markdown": table,
         }
-        path = results_path(info)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {path.relative_to(ROOT)}")
+        write_results(results_path("build", info), payload)
     return 0
 
 

@@ -33,21 +33,20 @@ saw, and every number is the best over all rounds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
-import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import (  # benchmarks/ is on sys.path when a script here runs
+    ROOT,
+    machine_base,
+    results_path,
+    wait_for_idle,
+    write_results,
+)
 
 SIZES = ((224, 224), (480, 640))  # (H, W)
 FRAME_COUNTS = (40, 80, 140)
@@ -67,32 +66,6 @@ def _time(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float
         fn()
         times.append(time.perf_counter() - t0)
     return times
-
-
-def cpu_busy_fraction(interval: float = 0.5) -> float | None:
-    """Fraction of all CPUs' time spent busy over ``interval`` seconds (Linux /proc/stat)."""
-
-    def snapshot() -> tuple[int, int]:
-        with open("/proc/stat") as fh:
-            values = [int(v) for v in fh.readline().split()[1:]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = snapshot()
-        time.sleep(interval)
-        total1, idle1 = snapshot()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
-
-
-def wait_for_idle(max_wait_s: float, threshold: float = 0.10) -> float | None:
-    """Wait until the CPUs are idle (busy fraction < threshold); return the last reading."""
-    deadline = time.monotonic() + max_wait_s
-    busy = cpu_busy_fraction()
-    while busy is not None and busy >= threshold and time.monotonic() < deadline:
-        busy = cpu_busy_fraction()
-    return busy
 
 
 def _read_kernel():
@@ -167,31 +140,8 @@ def python_loop_images(frames: np.ndarray, apex: int, w_full, w_on, w_off):
 def machine_info() -> dict:
     import numba
 
-    cpu_model = platform.processor() or ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
-        if match:
-            cpu_model = match.group(1).strip()
-    except OSError:
-        pass
-    return {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "numba_threads": numba.get_num_threads(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-    }
-
-
-def results_path(info: dict, quick: bool = False) -> Path:
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", info["hostname"]) or "host"
-    py = ".".join(info["python"].split(".")[:2])
-    suffix = "_quick" if quick else ""
-    return RESULTS / f"kernel_{host}_py{py}_numba{info['numba']}{suffix}.json"
+    return {**machine_base(), "numba_threads": numba.get_num_threads(),
+            "numba": numba.__version__}
 
 
 def _time_cold(fn: Callable[[], object], repeats: int, flush: np.ndarray) -> list[float]:
@@ -420,10 +370,8 @@ def main(argv: list[str] | None = None) -> int:
             "summary": summary,
             "table_markdown": table,
         }
-        path = results_path(info, quick=args.quick)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {path.relative_to(ROOT)}")
+        write_results(results_path("kernel", info, f"numba{info['numba']}", args.quick),
+                      payload)
     return 0
 
 

@@ -50,22 +50,21 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
-import platform
-import re
-import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import (  # benchmarks/ is on sys.path when a script here runs
+    ROOT,
+    cpu_busy_fraction,
+    machine_base,
+    results_path,
+    wait_for_idle,
+    write_results,
+)
 
 BATCH = 25
 LR = 1e-4
@@ -289,7 +288,7 @@ def bench_case(case: Case, device, idle_wait: float, profile: bool) -> dict:
     seen = per_epoch * case.epochs
     steps = len(batches) * case.epochs
 
-    busy = wait_for_idle(idle_wait)
+    busy = wait_for_idle(idle_wait, warn=True)
     # warm-up: kernels chosen, allocator primed, Adam's state made once
     real_fit(model, images, train, 1, SEED)
     floor_fit(model, batches, 1, device)
@@ -347,42 +346,12 @@ def machine_info(device) -> dict:
     import timm
     import torch
 
-    cpu_model = platform.processor() or ""
-    try:
-        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(),
-                          re.MULTILINE)
-        if match:
-            cpu_model = match.group(1).strip()
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    info = {
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "device": device.type,
-    }
+    info = {**machine_base(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "timm": timm.__version__, "device": device.type}
     if device.type == "cuda":
         info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda,
                     bf16=torch.cuda.is_bf16_supported())
     return info
-
-
-def results_path(info: dict, quick: bool = False) -> Path:
-    host = re.sub(r"[^A-Za-z0-9_.-]+", "-", info["hostname"]) or "host"
-    py = ".".join(info["python"].split(".")[:2])
-    suffix = "_quick" if quick else ""
-    return RESULTS / f"train_{host}_py{py}_{info['device']}{suffix}.json"
 
 
 def data_path_ms(profile: dict) -> float:
@@ -409,35 +378,6 @@ def markdown_table(records: list[dict]) -> str:
             f"| {r['real_minus_floor_ms_per_step']:.1f} | {data_ms} |"
         )
     return "\n".join(lines)
-
-
-def cpu_busy_fraction(interval: float = 0.5) -> float | None:
-    """Fraction of all CPUs' time spent busy over ``interval`` seconds (Linux /proc/stat)."""
-
-    def snapshot() -> tuple[int, int]:
-        with open("/proc/stat") as fh:
-            values = [int(v) for v in fh.readline().split()[1:]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
-
-    try:
-        total0, idle0 = snapshot()
-        time.sleep(interval)
-        total1, idle1 = snapshot()
-    except (OSError, ValueError, IndexError):
-        return None
-    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
-
-
-def wait_for_idle(max_wait_s: float, threshold: float = 0.10) -> float | None:
-    """Wait until the CPUs are idle (busy fraction < threshold); return the last reading."""
-    deadline = time.monotonic() + max_wait_s
-    busy = cpu_busy_fraction()
-    while busy is not None and busy >= threshold and time.monotonic() < deadline:
-        busy = cpu_busy_fraction()
-    if busy is not None and busy >= threshold:
-        print(f"# warning: the CPUs are {100 * busy:.0f} % busy with other work: timings "
-              "will be low and noisy", flush=True)
-    return busy
 
 
 def devices(choice: str) -> list:
@@ -537,10 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                 "summary": summary,
                 "table_markdown": table,
             }
-            path = results_path(info, quick=args.quick)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(payload, indent=2) + "\n")
-            print(f"wrote {path.relative_to(ROOT)}")
+            write_results(results_path("train", info, info["device"], args.quick), payload)
     return 0
 
 
