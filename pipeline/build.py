@@ -173,8 +173,8 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         parts.open()
 
         todo: list[tuple[ManifestRow, str]] = []
-        keep_old: set[str] = set()
-        final: dict[str, str] = {}  # key -> 'old' | 'part'
+        keep_old: list[str] = []  # clips of the old cache, unchanged
+        keep_parts: list[str] = []  # clips an interrupted build finished
         for row in manifest.rows:
             if not row.full_ok:
                 report.skipped.append({"key": row.key, "sheet_row": row.sheet_row,
@@ -182,16 +182,14 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
                 continue
             fp = row_fingerprint(row, params)
             if existing.get(row.key) == fp:
-                keep_old.add(row.key)
-                final[row.key] = "old"
+                keep_old.append(row.key)
                 continue
-            part = parts.load(row.key)
+            part = parts.load(row.key, images=False)
             if part is not None and part.attrs.get("fingerprint") == fp:
-                final[row.key] = "part"
-                report.reused += 1
+                keep_parts.append(row.key)
                 continue
             todo.append((row, fp))
-        report.reused += len(keep_old)
+        report.reused = len(keep_old) + len(keep_parts)
 
         root_attrs = {**params, "sheet": str(manifest.sheet.resolve()),
                       "sheet_sha256": file_sha256(manifest.sheet),
@@ -203,9 +201,9 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
                 with h5py.File(out, "r") as old:
                     for key in sorted(keep_old):
                         writer.copy_from(old, key)
-            for key in sorted(k for k, v in final.items() if v == "part"):
+            for key in sorted(keep_parts):
                 writer.add(parts.load(key))
-            failed = _build_clips(todo, options, parts, writer, report, final, progress)
+            failed = _build_clips(todo, options, parts, writer, report, progress)
             if failed and options.strict:
                 raise BuildError(f"--strict: {failed['key']} (sheet row "
                                  f"{failed['sheet_row']}): {failed['reason']}; the "
@@ -220,8 +218,7 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
 
 
 def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWriter,
-                 report: BuildReport, final: dict[str, str],
-                 progress: bool) -> dict[str, object] | None:
+                 report: BuildReport, progress: bool) -> dict[str, object] | None:
     """Decode and pool every clip in ``todo``; returns the first failure under --strict."""
     workers = options.workers or os.cpu_count() or 1
     # The kernel runs between decodes; with every core decoding, Numba's parallel threads
@@ -237,15 +234,14 @@ def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWri
     previous_interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        return _build_loop(todo, options, parts, writer, report, final, progress, workers)
+        return _build_loop(todo, options, parts, writer, report, progress, workers)
     finally:
         numba.set_num_threads(previous_threads)
         sys.setswitchinterval(previous_interval)
 
 
 def _build_loop(todo, options: BuildOptions, parts: PartStore, writer: CacheWriter,
-                report: BuildReport, final: dict[str, str], progress: bool,
-                workers: int) -> dict[str, object] | None:
+                report: BuildReport, progress: bool, workers: int) -> dict[str, object] | None:
     bar = None
     if progress and todo:
         from tqdm import tqdm
@@ -281,7 +277,6 @@ def _build_loop(todo, options: BuildOptions, parts: PartStore, writer: CacheWrit
             report.notes += [f"{row.key}: {n}" for n in notes]
             parts.save(record)
             writer.add(record)
-            final[row.key] = "part"
             report.built += 1
             report.frames += clip.frames.shape[0]
             if bar:

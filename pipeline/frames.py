@@ -22,17 +22,16 @@ import numpy as np
 CROPS = ("none", "haar")
 FRAMES_PER_TASK = 4  # frames a decoder thread takes at a time
 HAAR_MARGIN = 0.15  # fraction of the detected face's side added on every side
-_REDUCED = {
+# Frames are pixels as stored: EXIF orientation is ignored by every decode, so the first
+# frame (read as stored) and the reduced decodes always agree on the geometry.
+_IGNORE = cv2.IMREAD_IGNORE_ORIENTATION
+_DECODE_FLAGS = {  # (grey, reduction) -> OpenCV flag
     (False, 1): cv2.IMREAD_COLOR, (False, 2): cv2.IMREAD_REDUCED_COLOR_2,
     (False, 4): cv2.IMREAD_REDUCED_COLOR_4, (False, 8): cv2.IMREAD_REDUCED_COLOR_8,
     (True, 1): cv2.IMREAD_GRAYSCALE, (True, 2): cv2.IMREAD_REDUCED_GRAYSCALE_2,
     (True, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4, (True, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
 }
-
-
-# Frames are pixels as stored: EXIF orientation is ignored by every decode, so the first
-# frame (read as stored) and the reduced decodes always agree on the geometry.
-_REDUCED = {k: v | cv2.IMREAD_IGNORE_ORIENTATION for k, v in _REDUCED.items()}
+_REDUCED = {k: flag | _IGNORE for k, flag in _DECODE_FLAGS.items()}
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 

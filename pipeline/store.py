@@ -160,7 +160,9 @@ class PartStore:
                 np.save(fh, image)
         os.replace(tmp, path)
 
-    def load(self, key: str) -> ClipRecord | None:
+    def load(self, key: str, images: bool = True) -> ClipRecord | None:
+        """The part of ``key`` (None when there is none or it is unreadable, which is then
+        deleted); ``images=False`` reads only its attributes (no images in the record)."""
         path = self._path(key)
         if not path.exists():
             return None
@@ -168,11 +170,11 @@ class PartStore:
             with open(path, "rb") as fh:
                 header = json.loads(np.load(fh).tobytes())
                 attrs = header["attrs"]
-                images = {phase: np.load(fh) for phase in header["phases"]}
+                arrays = {phase: np.load(fh) for phase in header["phases"]} if images else {}
         except (OSError, ValueError, KeyError, EOFError):
             path.unlink(missing_ok=True)  # unreadable: build the clip again
             return None
-        return ClipRecord(key, images, attrs)
+        return ClipRecord(key, arrays, attrs)
 
     def clear(self) -> None:
         if self.dir.is_dir():
@@ -272,11 +274,3 @@ class CacheWriter:
             self._file.close()
             self._file = None
         self.tmp.unlink(missing_ok=True)
-
-
-def write_cache(cache: Path, root_attrs: dict[str, object], records: Iterator[ClipRecord]) -> int:
-    """Write a whole cache from ``records`` (see :class:`CacheWriter`); returns the count."""
-    with CacheWriter(cache) as writer:
-        for record in records:
-            writer.add(record)
-        return writer.commit(root_attrs)

@@ -9,7 +9,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 
 from data_manifest.synth import generate_dataset
 from pipeline.build import BuildOptions, build_cache
-from training.data import DataError, load_caches, training_samples
+from training.data import DataError, load_caches
 from training.folds import FoldError, make_folds, validation_split
 from training.metrics import confusion, mean_std, scores
 
@@ -102,11 +102,15 @@ def _only_some(cache):
 
 
 def test_dual_phase_samples_train_only(cache):
+    from training.runner import unit_samples
+
     clips = load_caches([cache], "five")
     train = np.arange(6)
-    x, y = training_samples(clips, train, dual=False)
+    samples = unit_samples(clips, train, pair=False, dual=False)
+    x, y = samples.index.numpy(), samples.labels.numpy()
     assert len(x) == 6
-    x, y = training_samples(clips, train, dual=True)
+    samples = unit_samples(clips, train, pair=False, dual=True)
+    x, y = samples.index.numpy(), samples.labels.numpy()
     n_phase = clips.has_onset[train].sum() + clips.has_offset[train].sum()
     assert len(x) == 6 + n_phase and n_phase < 12  # quirk clips have fewer phase images
     assert np.bincount(y, minlength=5).sum() == len(x)

@@ -13,9 +13,7 @@ import h5py
 import numpy as np
 
 from data_manifest.classes import CLASS_SET_NAMES, class_names, map_label, normalise_emotion
-
-PHASES = ("full", "onset", "offset")
-STILL = "apex_frame"  # the apex frame itself (schema 2 caches): the motion-free control
+from pipeline.store import PHASES, STILL  # the layout's names (STILL: the apex frame)
 
 
 class DataError(ValueError):
@@ -130,20 +128,3 @@ def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
         classes=classes, full=full, onset=onset, offset=offset, has_onset=has_onset,
         has_offset=has_offset, apex=apex,
     )
-
-
-def training_samples(clips: ClipSet, train: np.ndarray, dual: bool) -> tuple[np.ndarray,
-                                                                              np.ndarray]:
-    """The training samples of ``train`` clips as ``(images, labels)``.
-
-    ``dual`` (the dual-phase configurations) adds each training clip's ``onset`` and
-    ``offset`` images as independent samples with the clip's label; a clip without valid
-    phase images still contributes its ``full`` image.
-    """
-    images, labels = [clips.full[train]], [clips.labels[train]]
-    if dual:
-        for imgs, has in ((clips.onset, clips.has_onset), (clips.offset, clips.has_offset)):
-            idx = train[has[train]]
-            images.append(imgs[idx])
-            labels.append(clips.labels[idx])
-    return np.concatenate(images), np.concatenate(labels)

@@ -19,7 +19,6 @@ never redone and every unit is seeded from (seed, fold) alone, an interrupted ru
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ import pandas as pd
 import torch
 
 from pipeline import __version__
+from pipeline.store import file_sha256
 from training.augment import prepare_images
 from training.configs import CONFIG_NAMES, ConfigError, applies, get_config
 from training.data import ClipSet, load_caches
@@ -86,14 +86,6 @@ class Unit:
     @property
     def name(self) -> str:
         return f"{self.model}__{self.config}__seed{self.seed}__fold{self.fold:02d}"
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_device(device: str) -> torch.device:
@@ -292,7 +284,7 @@ def _write_unit(units_dir: Path, unit: Unit, records: dict[str, object]) -> None
 def _config_record(plan: Plan) -> dict[str, object]:
     spec = plan.spec
     return {"spec": spec.as_dict(),
-            "caches_sha256": {c: _sha256(c) for c in spec.caches},
+            "caches_sha256": {c: file_sha256(c) for c in spec.caches},
             "classes": plan.clips.classes, "clips": len(plan.clips),
             "units": [u.name for u in plan.units], "skipped": plan.skipped}
 
