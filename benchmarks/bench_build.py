@@ -12,7 +12,7 @@ from onset to offset in every clip; generated once and kept under ``--data``), f
     clip) read with ``np.fromfile`` and decoded with ``cv2.imdecode`` under the flag the
     build uses (``IMREAD_REDUCED_COLOR_2`` for 640x480 -> 224) on a
     ``ThreadPoolExecutor(workers)``, and nothing else;
-(b) the full build, :func:`pipeline.build.build_cache` (size 224, crop none, the same
+(b) the full build, :func:`mer_di.pipeline.build.build_cache` (size 224, crop none, the same
     number of workers) into a fresh cache file each repeat, timed around the call:
     manifest, decoding, the kernel, resizing, part files and the HDF5 assembly.
 
@@ -79,7 +79,7 @@ def ensure_dataset(base: Path, subjects: int, clips_per_class: int) -> tuple[Pat
     """The look-alike dataset's folder, generated when missing; also the seconds it took
     (None when it was there already). The generator renames a finished dataset into
     place, so a folder that exists is whole."""
-    from data_manifest.synth import generate_dataset
+    from mer_di.data_manifest.synth import generate_dataset
 
     root = dataset_dir(base, subjects, clips_per_class)
     if root.is_dir():
@@ -95,7 +95,7 @@ def ensure_dataset(base: Path, subjects: int, clips_per_class: int) -> tuple[Pat
 
 def usable_clips(root: Path) -> list[list[Path]]:
     """The frame files (onset..offset) of every clip the build will pool."""
-    from data_manifest import build_manifest
+    from mer_di.data_manifest import build_manifest
 
     rows = build_manifest(DATASET, root, classes="all").rows
     return [[row.frame_path(n) for n in range(row.onset, row.offset + 1)]
@@ -104,7 +104,7 @@ def usable_clips(root: Path) -> list[list[Path]]:
 
 def build_decode_flag() -> int:
     """The OpenCV flag the build decodes a colour frame of FRAME_SIZE with, at SIZE."""
-    from pipeline.frames import _REDUCED, Box, choose_reduce
+    from mer_di.pipeline.frames import _REDUCED, Box, choose_reduce
 
     w, h = FRAME_SIZE
     return _REDUCED[(False, choose_reduce(Box(0, 0, w, h), SIZE))]
@@ -125,7 +125,7 @@ def decode_floor(paths: list[Path], flag: int, workers: int) -> None:
 
 def full_build(root: Path, out: Path, workers: int, n_clips: int, n_frames: int) -> None:
     """One build from scratch into ``out`` (removed first, with any parts left over)."""
-    from pipeline.build import BuildOptions, build_cache
+    from mer_di.pipeline.build import BuildOptions, build_cache
 
     out.unlink(missing_ok=True)
     shutil.rmtree(out.with_name(out.name + ".parts"), ignore_errors=True)
@@ -146,17 +146,18 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 # (label, module, attribute, class or None); the profile wraps those that exist
 STAGES = (
-    ("manifest (build_manifest)", "pipeline.build", "build_manifest", None),
-    ("load_clip, whole clip (prefetch thread)", "pipeline.build", "load_clip", None),
-    ("  per frame: _decode_one (decoder threads)", "pipeline.frames", "_decode_one", None),
-    ("  read_frame (read + decode; + 1st-frame probe)", "pipeline.frames", "read_frame", None),
-    ("make_record (main thread)", "pipeline.build", "make_record", None),
-    ("  kernel: clip_dynamic_images", "pipeline.build", "clip_dynamic_images", None),
-    ("  finish_image (resize, RGB)", "pipeline.build", "finish_image", None),
-    ("PartStore.save (main thread)", "pipeline.store", "save", "PartStore"),
-    ("CacheWriter.add (main thread)", "pipeline.store", "add", "CacheWriter"),
-    ("CacheWriter.commit (sync, rename)", "pipeline.store", "commit", "CacheWriter"),
-    ("  PartStore.load", "pipeline.store", "load", "PartStore"),
+    ("manifest (build_manifest)", "mer_di.pipeline.build", "build_manifest", None),
+    ("load_clip, whole clip (prefetch thread)", "mer_di.pipeline.build", "load_clip", None),
+    ("  per frame: _decode_one (decoder threads)", "mer_di.pipeline.frames", "_decode_one", None),
+    ("  read_frame (read + decode; + 1st-frame probe)", "mer_di.pipeline.frames", "read_frame",
+     None),
+    ("make_record (main thread)", "mer_di.pipeline.build", "make_record", None),
+    ("  kernel: clip_dynamic_images", "mer_di.pipeline.build", "clip_dynamic_images", None),
+    ("  finish_image (resize, RGB)", "mer_di.pipeline.build", "finish_image", None),
+    ("PartStore.save (main thread)", "mer_di.pipeline.store", "save", "PartStore"),
+    ("CacheWriter.add (main thread)", "mer_di.pipeline.store", "add", "CacheWriter"),
+    ("CacheWriter.commit (sync, rename)", "mer_di.pipeline.store", "commit", "CacheWriter"),
+    ("  PartStore.load", "mer_di.pipeline.store", "load", "PartStore"),
 )
 
 

@@ -9,7 +9,7 @@ Measures in one run:
 (a) memory-copy bandwidth: ``np.copyto`` of a large uint8 buffer (GB/s counted as bytes
     read, i.e. buffer size / seconds); for context also a read-only bandwidth (a Numba
     parallel sum over the same buffer);
-(b) the fused kernel (:func:`pipeline.dynamic_image.clip_dynamic_images` with a reused
+(b) the fused kernel (:func:`mer_di.pipeline.dynamic_image.clip_dynamic_images` with a reused
     ``out`` buffer): input throughput in GB/s = uint8 frame bytes / seconds, best of
     several repeats after a warm-up ("warm": the same clip again, so clips smaller than
     the last-level cache are read from it) and best of repeats after evicting the clip
@@ -166,7 +166,7 @@ def bench_one(
     flush: np.ndarray,
     idle_wait_s: float,
 ) -> dict:
-    from pipeline.dynamic_image import clip_dynamic_images, rank_pool_weights
+    from mer_di.pipeline.dynamic_image import clip_dynamic_images, rank_pool_weights
 
     frames = rng.integers(0, 256, size=(n_frames, height, width, CHANNELS), dtype=np.uint8)
     apex = int(APEX_FRACTION * n_frames)
@@ -277,9 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
+    import mer_di.pipeline.dynamic_image  # noqa: F401  (import, and compile or load the kernels)
     import numba
-
-    import pipeline.dynamic_image  # noqa: F401  (import, and compile or load the kernels)
 
     if args.quick:
         bw_bytes, bw_repeats = 128 * 2**20, 5

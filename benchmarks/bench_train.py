@@ -6,11 +6,11 @@ Usage::
 
 For each model (full size, random weights; ``learnet`` at 112x112, ``resnet34`` at 224x224)
 on a look-alike training set held, as the runner holds it, in one prepared image tensor
-(:func:`training.augment.prepare_images` of random float32 images standing in for the cache:
+(:func:`mer_di.training.augment.prepare_images` of random float32 images standing in for the cache:
 the full, onset and offset rows of 150 clips, 10 % of the phase images missing), measures:
 
-(a) the real loop: :func:`training.loop.fit` itself, configuration ``dualdi+fliprot`` (the
-    samples of :func:`training.runner.unit_samples` with ``dual=True``: each training clip's
+(a) the real loop: :func:`mer_di.training.loop.fit` itself, configuration ``dualdi+fliprot`` (the
+    samples of :func:`mer_di.training.runner.unit_samples` with ``dual=True``: each training clip's
     full, onset and offset rows; a pair model gets its ``fliprot`` samples), batch 25,
     Adam 1e-4, no validation, a fixed number of epochs, timed around the call: shuffling,
     the rows gathered from the image tensor, the flip/rotate augmentation on every batch,
@@ -98,8 +98,8 @@ QUICK = {
 # -- the data -------------------------------------------------------------------------------
 
 def fake_clips(n_clips: int, side: int, seed: int):
-    """A :class:`training.data.ClipSet` of random raw dynamic images (side x side x 3)."""
-    from training.data import ClipSet
+    """A :class:`mer_di.training.data.ClipSet` of random raw dynamic images (side x side x 3)."""
+    from mer_di.training.data import ClipSet
 
     rng = np.random.default_rng(seed)
 
@@ -150,9 +150,9 @@ def sync(device) -> None:
 
 
 def real_fit(model, images, train, epochs: int, seed: int, fliprot: bool = True) -> float:
-    """Wall seconds of one :func:`training.loop.fit` (``dualdi+fliprot``, or ``dualdi``
+    """Wall seconds of one :func:`mer_di.training.loop.fit` (``dualdi+fliprot``, or ``dualdi``
     without ``fliprot``; no validation)."""
-    from training.loop import TrainOptions, fit
+    from mer_di.training.loop import TrainOptions, fit
 
     options = TrainOptions(epochs=epochs, batch_size=BATCH, lr=LR, patience=0,
                            val_fraction=0.0)
@@ -167,9 +167,8 @@ def make_batches(images, train, seed: int) -> list[tuple]:
     """One epoch of batches as ``fit`` makes them (shuffled, gathered, flipped and rotated),
     made now, before any timing."""
     import torch
-
-    from training.augment import random_flip_rotate
-    from training.loop import _batch
+    from mer_di.training.augment import random_flip_rotate
+    from mer_di.training.loop import _batch
 
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train), generator=generator)
@@ -189,8 +188,7 @@ def floor_fit(model, batches: list[tuple], epochs: int, device, item: bool = Fal
     backward, Adam step and nothing else (``item``: also ``loss.item()`` after each step)."""
     import torch
     import torch.nn.functional as F
-
-    from training.loop import TrainOptions, _autocast, _forward
+    from mer_di.training.loop import TrainOptions, _autocast, _forward
 
     amp = TrainOptions().amp
     model.to(device)
@@ -232,9 +230,8 @@ def profile_data_path(model, images, train, seed: int, repeats: int = 10) -> dic
 
     import torch
     import torch.nn.functional as F
-
-    from training.augment import MAX_DEGREES, _affine_grid, random_flip_rotate
-    from training.loop import _batch
+    from mer_di.training.augment import MAX_DEGREES, _affine_grid, random_flip_rotate
+    from mer_di.training.loop import _batch
 
     device = images.device
     generator = torch.Generator().manual_seed(seed)
@@ -268,10 +265,9 @@ def profile_data_path(model, images, train, seed: int, repeats: int = 10) -> dic
 
 def bench_case(case: Case, device, idle_wait: float, profile: bool) -> dict:
     import torch
-
-    from training.augment import prepare_images
-    from training.models import build_model
-    from training.runner import unit_samples
+    from mer_di.training.augment import prepare_images
+    from mer_di.training.models import build_model
+    from mer_di.training.runner import unit_samples
 
     torch.manual_seed(SEED)
     model, info = build_model(case.model, CLASSES)

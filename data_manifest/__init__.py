@@ -4,11 +4,12 @@ The public entry points are :func:`build_manifest` (sheet + dataset folder -> ma
 :func:`write_manifest` / :func:`read_manifest` (CSV round trip) and :func:`summarise`.
 """
 
-from data_manifest.classes import CLASS_SETS, class_names
-from data_manifest.errors import ManifestError, SheetError
-from data_manifest.records import ManifestRow, read_manifest, write_manifest
-from data_manifest.registry import DATASETS, build_manifest, get_reader
-from data_manifest.summary import summarise
+from mer_di.data_manifest.classes import CLASS_SETS, class_names
+from mer_di.data_manifest.records import ManifestRow, read_manifest, write_manifest
+from mer_di.data_manifest.registry import DATASETS, build_manifest, get_reader
+from mer_di.data_manifest.summary import summarise
+
+from mer_di.errors import ManifestError, SheetError
 
 __all__ = [
     "CLASS_SETS",

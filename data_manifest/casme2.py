@@ -6,7 +6,7 @@ Frames: ``Cropped/subXX/<Filename>/reg_imgN.jpg`` (face-cropped, preferred) or
 
 from __future__ import annotations
 
-from data_manifest.reader import DatasetReader, Layout
+from mer_di.data_manifest.reader import DatasetReader, Layout
 
 CROPPED = Layout("cropped", "Cropped", "face-cropped reg_imgN.jpg")
 RAW = Layout("raw", "CASME2_RAW_selected", "640x480 imgN.jpg")

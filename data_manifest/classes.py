@@ -10,7 +10,7 @@ MMEW has no official 5-class or MEGC task; ours are stated here and in the READM
 
 from __future__ import annotations
 
-from data_manifest.errors import ManifestError
+from mer_di.errors import ManifestError
 
 CLASS_SET_NAMES = ("five", "all", "megc")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_manifest.classes import normalise_emotion
-from data_manifest.reader import DatasetReader, Layout
+from mer_di.data_manifest.classes import normalise_emotion
+from mer_di.data_manifest.reader import DatasetReader, Layout
 
 BY_EMOTION = Layout("emotion", "Micro_Expression", "Micro_Expression/<emotion>/<clip>/<n>.jpg")
 BY_SUBJECT = Layout("subject", "", "<subject>/<emotion>/<clip>/<n>.jpg")

@@ -13,10 +13,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_manifest.classes import check_class_set, class_names, map_label, normalise_emotion
-from data_manifest.errors import ManifestError
-from data_manifest.records import ManifestRow
-from data_manifest.sheet import read_table
+from mer_di.data_manifest.classes import check_class_set, class_names, map_label, normalise_emotion
+from mer_di.data_manifest.records import ManifestRow
+from mer_di.data_manifest.sheet import read_table
+
+from mer_di.errors import ManifestError
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_manifest.casme2 import Casme2Reader
-from data_manifest.errors import ManifestError
-from data_manifest.mmew import MmewReader
-from data_manifest.reader import DatasetReader, Manifest
-from data_manifest.samm import SammReader
+from mer_di.data_manifest.casme2 import Casme2Reader
+from mer_di.data_manifest.mmew import MmewReader
+from mer_di.data_manifest.reader import DatasetReader, Manifest
+from mer_di.data_manifest.samm import SammReader
+
+from mer_di.errors import ManifestError
 
 _READERS: dict[str, type[DatasetReader]] = {
     "casme2": Casme2Reader,

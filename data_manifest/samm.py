@@ -7,8 +7,8 @@ example ``006/006_1_2/006_05562.jpg``. ``--root`` may be the folder holding ``SA
 
 from __future__ import annotations
 
-from data_manifest.reader import DatasetReader, Layout, parse_frame_number
-from data_manifest.records import ManifestRow
+from mer_di.data_manifest.reader import DatasetReader, Layout, parse_frame_number
+from mer_di.data_manifest.records import ManifestRow
 
 IN_SAMM = Layout("samm", "SAMM", "SAMM/<subject>/<clip>/<subject>_NNNNN.jpg")
 AT_ROOT = Layout("root", "", "<subject>/<clip>/<subject>_NNNNN.jpg")

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_manifest.errors import ManifestError, SheetError
+from mer_di.errors import ManifestError, SheetError
 
 HEADER_SCAN_ROWS = 60  # SAMM's header is on row 14; leave room for copies with more notes
 

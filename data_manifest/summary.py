@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from data_manifest.reader import Manifest
+from mer_di.data_manifest.reader import Manifest
 
 
 def _columns(items: list[str], width: int = 96) -> list[str]:

@@ -1,3 +1,1 @@
 """Dynamic images of micro-expression clips into one HDF5 cache (no torch here)."""
-
-__version__ = "0.1.0"

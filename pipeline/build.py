@@ -4,7 +4,7 @@ Flow: manifest (all classes; training picks its class set) -> for each usable cl
 already in the cache: decode its frames (thread pool, the next clips' frames decoding
 while the kernel pools the current one) -> the fused kernel -> a part file and the new
 cache's temporary file -> at the end the new cache is renamed into place (see
-:mod:`pipeline.store`).
+:mod:`mer_di.pipeline.store`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ from pathlib import Path
 import h5py
 import numba
 import numpy as np
-
-from data_manifest import ManifestRow, build_manifest
-from data_manifest.records import FIELDS
-from pipeline import __version__
-from pipeline.dynamic_image import WEIGHTS, clip_dynamic_images
-from pipeline.frames import CROPS, ClipFrames, FrameError, finish_image, load_clip
-from pipeline.store import (
+from mer_di.data_manifest import ManifestRow, build_manifest
+from mer_di.data_manifest.records import FIELDS
+from mer_di.pipeline.dynamic_image import WEIGHTS, clip_dynamic_images
+from mer_di.pipeline.frames import CROPS, ClipFrames, FrameError, finish_image, load_clip
+from mer_di.pipeline.store import (
     BUILD_PARAMS,
     SCHEMA_VERSION,
     CacheError,
@@ -43,11 +41,10 @@ from pipeline.store import (
     writer_lock,
 )
 
+from mer_di import __version__
+from mer_di.errors import BuildError
+
 SWITCH_INTERVAL_S = 0.0002  # the GIL switch interval while decoding (Python's default 5 ms)
-
-
-class BuildError(Exception):
-    """The build stopped (``--strict`` and a bad clip); finished clips are kept."""
 
 
 @dataclass

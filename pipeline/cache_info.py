@@ -9,8 +9,7 @@ from pathlib import Path
 import cv2
 import h5py
 import numpy as np
-
-from pipeline.store import IMAGES, PHASES, CacheError, read_clip, read_root_attrs
+from mer_di.pipeline.store import IMAGES, PHASES, CacheError, read_clip, read_root_attrs
 
 
 def _open(cache: Path) -> h5py.File:

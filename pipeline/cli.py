@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import click
+from mer_di.data_manifest import DATASETS, build_manifest, summarise, write_manifest
+from mer_di.data_manifest.classes import CLASS_SET_NAMES
 
-from data_manifest import DATASETS, ManifestError, build_manifest, summarise, write_manifest
-from data_manifest.classes import CLASS_SET_NAMES
-from pipeline import __version__
-from pipeline.store import CacheError
+from mer_di import __version__
+from mer_di.errors import MerError
 
 
 @click.group()
@@ -40,7 +40,7 @@ def manifest(dataset: str, root: Path, sheet: Path | None, classes: str, out: Pa
     """Read the annotation sheet, check every row against the folders, write a CSV."""
     try:
         result = build_manifest(dataset, root, sheet=sheet, classes=classes)
-    except ManifestError as exc:
+    except MerError as exc:
         raise click.ClickException(str(exc)) from exc
     write_manifest(result.rows, out)
     click.echo(summarise(result))
@@ -93,13 +93,13 @@ def synth(dataset: str, out: Path, subjects: int, clips_per_class: int,
           frame_size: tuple[int, int] | None, length: tuple[int, int] | None,
           layout: str | None, seed: int) -> None:
     """Write a look-alike dataset in the official layout, with its annotation sheet."""
-    from data_manifest.synth import SynthError, generate_dataset
+    from mer_di.data_manifest.synth import generate_dataset
 
     try:
         result = generate_dataset(dataset, out, subjects=subjects,
                                   clips_per_class=clips_per_class, frame_size=frame_size,
                                   length=length, layout=layout, seed=seed, progress=True)
-    except (SynthError, ManifestError) as exc:
+    except MerError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(result.describe())
 
@@ -138,13 +138,13 @@ def build_cache_command(dataset: str, root: Path, sheet: Path | None, out: Path,
                         size: int | None, crop: str, weights: str, workers: int | None,
                         strict: bool, rebuild: bool) -> None:
     """Compute the full, onset and offset dynamic images of every clip into one HDF5 file."""
-    from pipeline.build import BuildError, BuildOptions, build_cache
+    from mer_di.pipeline.build import BuildOptions, build_cache
 
     options = BuildOptions(size=size, crop=crop, weights=weights, workers=workers,
                            strict=strict, rebuild=rebuild)
     try:
         report = build_cache(dataset, root, out, sheet=sheet, options=options, progress=True)
-    except (ManifestError, CacheError, BuildError) as exc:
+    except MerError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report.describe())
 
@@ -153,11 +153,11 @@ def build_cache_command(dataset: str, root: Path, sheet: Path | None, out: Path,
 @click.argument("cache", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def inspect_command(cache: Path) -> None:
     """Provenance, clips per subject, label and phase, and skipped clips of a cache."""
-    from pipeline.cache_info import describe_cache
+    from mer_di.pipeline.cache_info import describe_cache
 
     try:
         click.echo(describe_cache(cache))
-    except CacheError as exc:
+    except MerError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -168,11 +168,11 @@ def inspect_command(cache: Path) -> None:
               help="The PNG to write.")
 def show_command(cache: Path, clip: str, out: Path) -> None:
     """A PNG of one clip (SUBJECT/CLIP): its three images beside its key frames."""
-    from pipeline.cache_info import show_clip
+    from mer_di.pipeline.cache_info import show_clip
 
     try:
         click.echo(f"wrote {show_clip(cache, clip, out)}")
-    except CacheError as exc:
+    except MerError as exc:
         raise click.ClickException(str(exc)) from exc
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mer_di.errors import FrameError
+
 CROPS = ("none", "haar")
 FRAMES_PER_TASK = 4  # frames a decoder thread takes at a time
 HAAR_MARGIN = 0.15  # fraction of the detected face's side added on every side
@@ -33,10 +35,6 @@ _DECODE_FLAGS = {  # (grey, reduction) -> OpenCV flag
 }
 _REDUCED = {k: flag | _IGNORE for k, flag in _DECODE_FLAGS.items()}
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-class FrameError(Exception):
-    """A frame file could not be used; the message names the file and frame number."""
 
 
 @dataclass(frozen=True)

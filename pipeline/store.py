@@ -32,6 +32,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mer_di.errors import CacheError
+
 SCHEMA_VERSION = 2  # 2: each clip also holds its apex frame ("apex_frame")
 PHASES = ("full", "onset", "offset")
 # What a clip group may hold: the three dynamic images, and the apex frame itself (the
@@ -41,10 +43,6 @@ IMAGES = (*PHASES, STILL)
 # Root attributes; those in BUILD_PARAMS must match for a build to reuse an existing file.
 BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop")
 ROOT_ATTRS = (*BUILD_PARAMS, "sheet", "sheet_sha256", "tool_version", "created", "skipped")
-
-
-class CacheError(Exception):
-    """The cache cannot be used as asked (locked, foreign, other parameters, unreadable)."""
 
 
 def clip_key(subject: str, clip: str) -> str:

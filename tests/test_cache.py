@@ -14,13 +14,12 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
-from data_manifest import build_manifest
-from data_manifest.synth import generate_dataset
-from pipeline.build import BuildError, BuildOptions, build_cache
-from pipeline.cli import main as mer_prep
-from pipeline.frames import jpeg_geometry
-from pipeline.store import CacheError, writer_lock
+from mer_di.data_manifest import build_manifest
+from mer_di.data_manifest.synth import generate_dataset
+from mer_di.pipeline.build import BuildError, BuildOptions, build_cache
+from mer_di.pipeline.cli import main as mer_prep
+from mer_di.pipeline.frames import jpeg_geometry
+from mer_di.pipeline.store import CacheError, writer_lock
 
 
 def _linear(n):
@@ -166,7 +165,7 @@ def test_a_second_writer_is_refused(casme, tmp_path):
 
 
 def _build_cmd(root: Path, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", "build-cache", "--dataset", "casme2",
+    return [sys.executable, "-m", "mer_di.pipeline.cli", "build-cache", "--dataset", "casme2",
             "--root", str(root), "--out", str(cache), "--size", "native", "--workers", "1"]
 
 
@@ -249,7 +248,7 @@ def test_face_detection_is_thread_safe(tmp_path):
     serial ones (a shared CascadeClassifier returned wrong boxes)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from pipeline.frames import detect_face
+    from mer_di.pipeline.frames import detect_face
 
     root = generate_dataset("casme2", tmp_path / "raw", layout="raw", subjects=3,
                             clips_per_class=1, frame_size=(320, 240), length=(6, 8),

@@ -5,10 +5,9 @@ from __future__ import annotations
 import click
 import pytest
 from click.testing import CliRunner
-
-from data_manifest import read_manifest
-from pipeline.cli import main as mer_prep
-from training.cli import main as mer_train
+from mer_di.data_manifest import read_manifest
+from mer_di.pipeline.cli import main as mer_prep
+from mer_di.training.cli import main as mer_train
 
 
 def test_manifest_command(small_datasets, tmp_path):

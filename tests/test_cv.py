@@ -18,13 +18,12 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from mer_di.data_manifest.synth import generate_dataset
+from mer_di.pipeline.build import BuildOptions, build_cache
+from mer_di.training.cli import main as mer_train
+from mer_di.training.configs import CONFIG_NAMES
+from mer_di.training.models import MODEL_NAMES
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-
-from data_manifest.synth import generate_dataset
-from pipeline.build import BuildOptions, build_cache
-from training.cli import main as mer_train
-from training.configs import CONFIG_NAMES
-from training.models import MODEL_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +194,7 @@ def test_killed_run_resumes_to_the_uninterrupted_numbers(cache, tmp_path):
     clean = tmp_path / "clean"
     assert _cv(*[a for a in args if a not in ("--tiny", "--quiet")], "--out", str(clean))[0] == 0
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "training.cli", "cv", *args, "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "mer_di.training.cli", "cv", *args, "--out",
                              str(run)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=Path(__file__).parents[1])
     deadline = time.monotonic() + 300
@@ -217,7 +216,7 @@ def test_killed_run_resumes_to_the_uninterrupted_numbers(cache, tmp_path):
 
 
 def test_pretrained_weights_per_model(cache, tmp_path):
-    from training.models import build_model
+    from mer_di.training.models import build_model
 
     weights = tmp_path / "resnet34.pth"
     model, _ = build_model("resnet34", 1000, tiny=True)

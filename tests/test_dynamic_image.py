@@ -1,4 +1,4 @@
-"""Tests for pipeline.dynamic_image against a plain float64 NumPy reference."""
+"""Tests for mer_di.pipeline.dynamic_image against a plain float64 NumPy reference."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
-
-from pipeline.dynamic_image import (
+from mer_di.pipeline.dynamic_image import (
     WEIGHTS,
     ClipImages,
     clip_dynamic_images,
@@ -75,7 +74,7 @@ def random_frames(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarra
 
 
 def test_module_does_not_import_torch():
-    code = "import sys, pipeline.dynamic_image; sys.exit('torch' in sys.modules)"
+    code = "import sys, mer_di.pipeline.dynamic_image; sys.exit('torch' in sys.modules)"
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True)
     assert result.returncode == 0, result.stderr.decode()

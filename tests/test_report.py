@@ -1,4 +1,4 @@
-"""``mer-train report`` and ``training.stats`` on run folders written here from seeded random
+"""``mer-train report`` and ``mer_di.training.stats`` on run folders written here from seeded random
 predictions (no training)."""
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-
-from training.cli import main as mer_train
-from training.report import ReportError, load_run, make_report, safe_name
-from training.results import PRED_COLUMNS, summarise
-from training.stats import (
+from mer_di.training.cli import main as mer_train
+from mer_di.training.report import ReportError, load_run, make_report, safe_name
+from mer_di.training.results import PRED_COLUMNS, summarise
+from mer_di.training.stats import (
     by_seed,
     hierarchical_bootstrap_ci,
     hierarchical_mean,
@@ -25,6 +23,7 @@ from training.stats import (
     sign_flip_p,
     win_tie_loss,
 )
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 CLASSES = ["happiness", "disgust", "surprise", "repression", "others"]
 K = len(CLASSES)

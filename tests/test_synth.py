@@ -8,9 +8,9 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from mer_di.data_manifest import build_manifest
+from mer_di.data_manifest.synth import QUIRKS, SynthError, generate_dataset, read_ground_truth
 
-from data_manifest import build_manifest
-from data_manifest.synth import QUIRKS, SynthError, generate_dataset, read_ground_truth
 from tests.conftest import SMALL
 
 EXPECTED_PROBLEM = {
@@ -133,7 +133,7 @@ def test_refuses_a_non_empty_out(tmp_path):
 
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
-    from data_manifest.synth import generate
+    from mer_di.data_manifest.synth import generate
 
     calls = {"n": 0}
     real = generate.render_clip

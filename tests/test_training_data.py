@@ -5,13 +5,12 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from mer_di.data_manifest.synth import generate_dataset
+from mer_di.pipeline.build import BuildOptions, build_cache
+from mer_di.training.data import DataError, load_caches
+from mer_di.training.folds import FoldError, make_folds, validation_split
+from mer_di.training.metrics import confusion, mean_std, scores
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
-
-from data_manifest.synth import generate_dataset
-from pipeline.build import BuildOptions, build_cache
-from training.data import DataError, load_caches
-from training.folds import FoldError, make_folds, validation_split
-from training.metrics import confusion, mean_std, scores
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
@@ -102,7 +101,7 @@ def _only_some(cache):
 
 
 def test_dual_phase_samples_train_only(cache):
-    from training.runner import unit_samples
+    from mer_di.training.runner import unit_samples
 
     clips = load_caches([cache], "five")
     train = np.arange(6)

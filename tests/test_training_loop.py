@@ -6,12 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mer_di.training.augment import prepare_images, random_flip_rotate
+from mer_di.training.configs import CONFIG_NAMES, ConfigError, applies, get_config
+from mer_di.training.loop import Samples, TrainOptions, fit, predict
+from mer_di.training.results import fold_scores, summarise, summary_markdown
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
-
-from training.augment import prepare_images, random_flip_rotate
-from training.configs import CONFIG_NAMES, ConfigError, applies, get_config
-from training.loop import Samples, TrainOptions, fit, predict
-from training.results import fold_scores, summarise, summary_markdown
 
 
 def test_prepare_images_minmax_normalise_resize(rng):
@@ -180,7 +179,7 @@ def test_flip_rotate_on_the_gpu_matches_the_cpu():
 @pytest.mark.gpu
 @needs_cuda
 def test_fit_with_mixed_precision_on_the_gpu():
-    from training.models import build_model
+    from mer_di.training.models import build_model
 
     x, y = _blobs(60)
     model, info = build_model("resnet34", 3, tiny=True)
@@ -196,7 +195,7 @@ def test_fit_with_mixed_precision_on_the_gpu():
 
 @pytest.mark.parametrize("hw", [(9, 9), (16, 24)])
 def test_broadcast_grid_equals_affine_grid(hw):
-    from training.augment import _affine_grid
+    from mer_di.training.augment import _affine_grid
 
     theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
     want = torch.nn.functional.affine_grid(theta, [5, 1, *hw], align_corners=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from pipeline import __version__
+from mer_di import __version__
+from mer_di.errors import MerError
 
 
 def _seeds(ctx, param, value: str) -> list[int]:
@@ -94,10 +95,9 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
        resume, out, quiet) -> None:
     """Cross-validate every model x configuration x seed on the cache(s) and print the
     summary (mean +- std over folds, and pooled over folds)."""
-    from training.configs import CONFIG_NAMES
-    from training.errors import USER_ERRORS
-    from training.loop import TrainOptions
-    from training.runner import CVSpec, run_cv
+    from mer_di.training.configs import CONFIG_NAMES
+    from mer_di.training.loop import TrainOptions
+    from mer_di.training.runner import CVSpec, run_cv
 
     spec = CVSpec(caches=list(caches), models=list(models),
                   configs=list(configs) or list(CONFIG_NAMES), protocol=protocol,
@@ -108,7 +108,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
                   checkpoints=checkpoints, input=input_)
     try:
         run_cv(spec, out, resume=resume, device=device, progress=not quiet, echo=click.echo)
-    except USER_ERRORS as exc:
+    except MerError as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -130,12 +130,12 @@ def report(runs, out, baseline, bootstrap, seed, figures) -> None:
     side): Acc, UF1 and UAR per dataset, mean +- std over folds and pooled over folds;
     each configuration against --baseline on the same folds (bootstrap interval and
     sign-flip p); confusion matrices and learning curves."""
-    from training.report import ReportError, make_report
+    from mer_di.training.report import make_report
 
     try:
         rep = make_report(list(runs), out=out, baseline=baseline, n_boot=bootstrap,
                           seed=seed, figures=figures)
-    except ReportError as exc:
+    except MerError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(rep.markdown)
     click.echo(f"wrote {len(rep.files)} files to {rep.out}")

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mer_di.errors import ConfigError
+
 CONFIG_NAMES = ("baseline", "fliprot", "dualdi", "dualdi+fliprot")
 PAIR_CONFIGS = ("baseline", "fliprot")
-
-
-class ConfigError(ValueError):
-    """An unknown configuration, or one a model cannot take."""
 
 
 @dataclass(frozen=True)

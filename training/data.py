@@ -1,7 +1,7 @@
 """The training set, read once from one or more caches (the only module that reads them).
 
 Training never imports :mod:`pipeline`'s builder; it reads the HDF5 layout documented in
-:mod:`pipeline.store` (``/<subject>/<clip>/<phase>``) with h5py.
+:mod:`mer_di.pipeline.store` (``/<subject>/<clip>/<phase>``) with h5py.
 """
 
 from __future__ import annotations
@@ -11,13 +11,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from mer_di.data_manifest.classes import CLASS_SET_NAMES, class_names, map_label, normalise_emotion
+from mer_di.pipeline.store import PHASES, STILL  # the layout's names (STILL: the apex frame)
 
-from data_manifest.classes import CLASS_SET_NAMES, class_names, map_label, normalise_emotion
-from pipeline.store import PHASES, STILL  # the layout's names (STILL: the apex frame)
-
-
-class DataError(ValueError):
-    """The caches can't make this training set; the message says which file and why."""
+from mer_di.errors import DataError
 
 
 @dataclass

@@ -14,11 +14,9 @@ import warnings
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
+from mer_di.errors import FoldError
+
 PROTOCOLS = ("kfold", "subject-kfold", "loso")
-
-
-class FoldError(ValueError):
-    """The folds asked for cannot be made from these clips."""
 
 
 def make_folds(protocol: str, labels: np.ndarray, subjects: np.ndarray, n_folds: int = 5,

@@ -1,7 +1,7 @@
 """One model trained on one fold: Adam, cosine annealing, cross-entropy, early stopping.
 
 The images of the whole clip set live in one tensor on the device (see
-:func:`training.augment.prepare_images`); samples are indices into it, so a fold, a
+:func:`mer_di.training.augment.prepare_images`); samples are indices into it, so a fold, a
 configuration or an epoch never copies the data set. The validation split (carved from the
 training folds by the caller) picks the epoch and stops training; the test fold is only
 ever predicted, after training.
@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from training.augment import draw_flip_rotate, flip_rotate
+from mer_di.training.augment import draw_flip_rotate, flip_rotate
 
 
 @dataclass

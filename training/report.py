@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-
-from training.configs import CONFIG_NAMES
-from training.figures import plot_confusion, plot_curves
-from training.results import METRICS, PRED_COLUMNS, fold_scores, pooled_confusion, summarise
-from training.stats import (
+from mer_di.training.configs import CONFIG_NAMES
+from mer_di.training.figures import plot_confusion, plot_curves
+from mer_di.training.results import METRICS, PRED_COLUMNS, fold_scores, pooled_confusion, summarise
+from mer_di.training.stats import (
     by_seed,
     hierarchical_bootstrap_ci,
     hierarchical_mean,
@@ -34,15 +33,13 @@ from training.stats import (
     win_tie_loss,
 )
 
+from mer_di.errors import ReportError
+
 DATASET_NAMES = {"casme2": "CASME II", "samm": "SAMM", "mmew": "MMEW", "all": "all"}
 METRIC_NAMES = {"accuracy": "Acc", "uf1": "UF1", "uar": "UAR"}
 PAIRED_METRICS = ("uf1", "accuracy")
 ALL = "all"
 _UNIT = re.compile(r"^(?P<model>.+)__(?P<config>.+)__seed(?P<seed>-?\d+)__fold(?P<fold>\d+)$")
-
-
-class ReportError(ValueError):
-    """The report can't be made from the given folders; the message says why."""
 
 
 @dataclass
@@ -317,7 +314,7 @@ def paired(runs: list[Run], baseline: str = "baseline", n_boot: int = 10_000, se
            ) -> pd.DataFrame:
     """Each (model, configuration) other than ``baseline`` against that model's
     ``baseline`` on the same test folds: one row per metric (UF1, accuracy), or one
-    ``skipped`` row with the reason. See :mod:`training.stats` for the method."""
+    ``skipped`` row with the reason. See :mod:`mer_di.training.stats` for the method."""
     entries = _entries(runs)
     configs = sorted({e.config for e in entries})
     if baseline not in configs:

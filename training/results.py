@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from training.metrics import confusion, mean_std, scores
+from mer_di.training.metrics import confusion, mean_std, scores
 
 PRED_COLUMNS = ("model", "config", "seed", "fold", "dataset", "subject", "clip", "label",
                 "pred", "label_name", "pred_name")

@@ -31,21 +31,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from mer_di.pipeline.store import file_sha256
+from mer_di.training.augment import prepare_images
+from mer_di.training.configs import CONFIG_NAMES, ConfigError, applies, get_config
+from mer_di.training.data import ClipSet, load_caches
+from mer_di.training.folds import PROTOCOLS, FoldError, make_folds, validation_split
+from mer_di.training.loop import Samples, TrainOptions, fit, predict
+from mer_di.training.metrics import confusion, scores
+from mer_di.training.models import ModelError, ModelInfo, build_model, is_known
+from mer_di.training.results import PRED_COLUMNS, fold_scores, summarise, summary_markdown
 
-from pipeline import __version__
-from pipeline.store import file_sha256
-from training.augment import prepare_images
-from training.configs import CONFIG_NAMES, ConfigError, applies, get_config
-from training.data import ClipSet, load_caches
-from training.folds import PROTOCOLS, FoldError, make_folds, validation_split
-from training.loop import Samples, TrainOptions, fit, predict
-from training.metrics import confusion, scores
-from training.models import ModelError, ModelInfo, build_model, is_known
-from training.results import PRED_COLUMNS, fold_scores, summarise, summary_markdown
-
-
-class RunError(ValueError):
-    """The run can't start (or continue) as asked; the message says why."""
+from mer_di import __version__
+from mer_di.errors import RunError
 
 
 @dataclass

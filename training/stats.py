@@ -23,7 +23,7 @@ def paired_differences(config: pd.DataFrame, baseline: pd.DataFrame, metric: str
     """Per-(seed, fold) differences ``metric(config) - metric(baseline)``.
 
     ``config`` and ``baseline`` hold one row per test fold with columns ``seed``, ``fold``
-    and ``metric`` (``training.results.fold_scores`` makes them). Returns columns seed,
+    and ``metric`` (``mer_di.training.results.fold_scores`` makes them). Returns columns seed,
     fold, config, baseline, diff, sorted by seed and fold. Raises ``ValueError`` when the
     two do not cover the same (seed, fold) pairs, or one has a pair twice.
     """

@@ -1,6 +1,6 @@
 """Look-alike CASME II, SAMM and MMEW datasets: drawn faces, official layouts and sheets."""
 
-from data_manifest.synth.generate import (
+from mer_di.data_manifest.synth.generate import (
     GROUND_TRUTH,
     QUIRKS,
     SynthError,

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from data_manifest.synth.sheets import (
+from mer_di.data_manifest.synth.sheets import (
     CASME2_HEADER,
     MMEW_HEADER,
     SAMM_HEADER,

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from data_manifest.synth.datasets import SPECS, PlannedClip, SynthSpec
-from data_manifest.synth.faces import (
+from mer_di.data_manifest.synth.datasets import SPECS, PlannedClip, SynthSpec
+from mer_di.data_manifest.synth.faces import (
     Look,
     draw_features,
     motion_intensity,
@@ -29,16 +28,14 @@ from data_manifest.synth.faces import (
     render_base,
 )
 
+from mer_di.errors import SynthError
+
 GROUND_TRUTH = "synth_ground_truth.csv"
 GT_FIELDS = ["subject", "clip", "sheet_row", "onset", "apex", "offset", "emotion", "n_frames",
              "first_frame", "last_frame", "true_apex", "motion", "amplitude_px", "quirk"]
 # planted quirks, one each, on clearly identified clips (listed in the ground truth)
 QUIRKS = ("apex_slash", "apex_equals_onset", "apex_after_offset", "emotion_outside_five")
 JPEG_QUALITY = 95
-
-
-class SynthError(Exception):
-    """The generator cannot run with these arguments."""
 
 
 @dataclass

@@ -2,9 +2,15 @@
 
 ``build_model(name, num_classes, pretrained=None, tiny=False, backbone=None)`` returns the
 model and a :class:`ModelInfo` (input size, normalisation, pair or single input, weights
-loaded, parameter count). See :mod:`training.models.registry`.
+loaded, parameter count). See :mod:`mer_di.training.models.registry`.
 """
 
-from training.models.registry import MODEL_NAMES, ModelError, ModelInfo, build_model, is_known
+from mer_di.training.models.registry import (
+    MODEL_NAMES,
+    ModelError,
+    ModelInfo,
+    build_model,
+    is_known,
+)
 
 __all__ = ["MODEL_NAMES", "ModelError", "ModelInfo", "build_model", "is_known"]

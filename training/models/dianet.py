@@ -25,7 +25,7 @@ Swapping the inputs changes the output: the streams and the two directions have 
 weights.
 
 ``pretrained=FILE`` is a local checkpoint of the backbone (e.g. timm's ImageNet ``resnet18``),
-loaded into both streams by the timm rules of :mod:`training.models.timm_models`: the
+loaded into both streams by the timm rules of :mod:`mer_di.training.models.timm_models`: the
 checkpoint's classifier is dropped, everything else must fit. Projection, fusion and head are
 always randomly initialised.
 """
@@ -35,9 +35,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from mer_di.training.models.timm_models import create_timm, load_timm_weights
 from torch import nn
-
-from training.models.timm_models import create_timm, load_timm_weights
 
 DEFAULT_BACKBONE = "resnet18"
 FULL = {"dim": 256, "heads": 8}
@@ -133,7 +132,7 @@ def build_dianet(num_classes: int, *, pretrained: str | Path | None = None, tiny
     """A DIANet over two ``backbone`` streams and its input side.
 
     The side is the backbone's (224 for resnet18). Tiny: the backbone's tiny variant (see
-    :mod:`training.models.timm_models`), fed 64x64 where it takes any size (so a stride-32
+    :mod:`mer_di.training.models.timm_models`), fed 64x64 where it takes any size (so a stride-32
     CNN gives 2x2 = 4 tokens per stream), with d = 32 and 2 heads.
     """
     name = backbone or DEFAULT_BACKBONE

@@ -16,11 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import timm
-from torch import nn
-
-from training.models.dianet import DEFAULT_BACKBONE, build_dianet
-from training.models.learnet import build_learnet
-from training.models.timm_models import (
+from mer_di.training.models.dianet import DEFAULT_BACKBONE, build_dianet
+from mer_di.training.models.learnet import build_learnet
+from mer_di.training.models.timm_models import (
     CACHE,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -29,8 +27,9 @@ from training.models.timm_models import (
     norm_of,
     resolve_pretrained,
 )
-from training.models.vggface import VGGFACE_MEAN, VGGFACE_STD, build_vggface
-from training.models.weights import ModelError
+from mer_di.training.models.vggface import VGGFACE_MEAN, VGGFACE_STD, build_vggface
+from mer_di.training.models.weights import ModelError
+from torch import nn
 
 __all__ = ["MODEL_NAMES", "ModelError", "ModelInfo", "build_model", "is_known"]
 

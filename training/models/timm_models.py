@@ -2,7 +2,7 @@
 
 Every model is ``timm.create_model(name, pretrained=False, num_classes=...)``: nothing is
 downloaded. A local checkpoint is loaded by :func:`load_timm_weights` (rules in
-:mod:`training.models.weights`): the checkpoint's classifier (the keys under the pretrained
+:mod:`mer_di.training.models.weights`): the checkpoint's classifier (the keys under the pretrained
 cfg's ``classifier`` and the model's ``get_classifier()`` module) is dropped where its shape
 differs from the model's, so a 1000-class ImageNet head gives way to a fresh ``num_classes``
 head; every other key must match. A torchvision VGG state_dict (``features.*``,
@@ -35,10 +35,9 @@ import re
 from pathlib import Path
 
 import timm
+from mer_di.training.models.weights import ModelError, load_matching, read_state_dict
 from timm.models import get_pretrained_cfg
 from torch import nn
-
-from training.models.weights import ModelError, load_matching, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -26,12 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mer_di.errors import ModelError
+
 _NESTED_KEYS = ("state_dict", "model", "state_dict_ema")
 _WRAPPER_PREFIXES = ("module.",)
-
-
-class ModelError(ValueError):
-    """The model can't be built or its weights can't be loaded; the message says which and why."""
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
