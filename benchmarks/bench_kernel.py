@@ -277,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    import mer_di.pipeline.dynamic_image  # noqa: F401  (import, and compile or load the kernels)
     import numba
+
+    import mer_di.pipeline.dynamic_image  # noqa: F401  (import, and compile or load the kernels)
 
     if args.quick:
         bw_bytes, bw_repeats = 128 * 2**20, 5

@@ -10,7 +10,7 @@ on a look-alike training set held, as the runner holds it, in one prepared image
 the full, onset and offset rows of 150 clips, 10 % of the phase images missing), measures:
 
 (a) the real loop: :func:`mer_di.training.loop.fit` itself, configuration ``dualdi+fliprot`` (the
-    samples of :func:`mer_di.training.runner.unit_samples` with ``dual=True``: each training clip's
+    samples of :func:`mer_di.training.samples.unit_samples` with ``dual=True``: each training clip's
     full, onset and offset rows; a pair model gets its ``fliprot`` samples), batch 25,
     Adam 1e-4, no validation, a fixed number of epochs, timed around the call: shuffling,
     the rows gathered from the image tensor, the flip/rotate augmentation on every batch,
@@ -106,10 +106,10 @@ def fake_clips(n_clips: int, side: int, seed: int):
     def images() -> np.ndarray:
         return rng.random((n_clips, side, side, 3), dtype=np.float32)
 
-    subjects = np.array([f"casme2:sub{i % 20:02d}" for i in range(n_clips)])
     return ClipSet(
-        keys=[f"{s}/clip{i:03d}" for i, s in enumerate(subjects)],
-        subjects=subjects,
+        datasets=np.array(["casme2"] * n_clips, dtype=object),
+        subjects=np.array([f"sub{i % 20:02d}" for i in range(n_clips)], dtype=object),
+        clips=np.array([f"clip{i:03d}" for i in range(n_clips)], dtype=object),
         labels=rng.integers(0, CLASSES, n_clips),
         classes=[f"class{k}" for k in range(CLASSES)],
         full=images(), onset=images(), offset=images(),
@@ -167,6 +167,7 @@ def make_batches(images, train, seed: int) -> list[tuple]:
     """One epoch of batches as ``fit`` makes them (shuffled, gathered, flipped and rotated),
     made now, before any timing."""
     import torch
+
     from mer_di.training.augment import random_flip_rotate
     from mer_di.training.loop import _batch
 
@@ -188,6 +189,7 @@ def floor_fit(model, batches: list[tuple], epochs: int, device, item: bool = Fal
     backward, Adam step and nothing else (``item``: also ``loss.item()`` after each step)."""
     import torch
     import torch.nn.functional as F
+
     from mer_di.training.loop import TrainOptions, _autocast, _forward
 
     amp = TrainOptions().amp
@@ -230,6 +232,7 @@ def profile_data_path(model, images, train, seed: int, repeats: int = 10) -> dic
 
     import torch
     import torch.nn.functional as F
+
     from mer_di.training.augment import MAX_DEGREES, _affine_grid, random_flip_rotate
     from mer_di.training.loop import _batch
 
@@ -265,19 +268,18 @@ def profile_data_path(model, images, train, seed: int, repeats: int = 10) -> dic
 
 def bench_case(case: Case, device, idle_wait: float, profile: bool) -> dict:
     import torch
-    from mer_di.training.augment import prepare_images
+
     from mer_di.training.models import build_model
-    from mer_di.training.runner import unit_samples
+    from mer_di.training.samples import ImageBank, unit_samples
 
     torch.manual_seed(SEED)
     model, info = build_model(case.model, CLASSES)
     model.to(device)
     clips = fake_clips(case.clips, info.input_size, SEED)
-    raw = np.concatenate([clips.full, clips.onset, clips.offset])
-    images = prepare_images(raw, info.input_size, info.mean, info.std, device)
-    del raw
+    bank = ImageBank(clips, info.input_size, info.mean, info.std, device)
+    images = bank.tensor
     idx = training_clips(clips, case.samples, info.pair, SEED)
-    train = unit_samples(clips, idx, info.pair, dual=not info.pair)
+    train = unit_samples(clips, bank, idx, info.pair, dual=not info.pair)
     assert len(train) == case.samples, (len(train), case.samples)
     batches = make_batches(images, train, SEED)
     per_epoch = sum(len(y) for _, y in batches)

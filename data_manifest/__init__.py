@@ -8,7 +8,6 @@ from mer_di.data_manifest.classes import CLASS_SETS, class_names
 from mer_di.data_manifest.records import ManifestRow, read_manifest, write_manifest
 from mer_di.data_manifest.registry import DATASETS, build_manifest, get_reader
 from mer_di.data_manifest.summary import summarise
-
 from mer_di.errors import ManifestError, SheetError
 
 __all__ = [

@@ -16,15 +16,6 @@ class Casme2Reader(DatasetReader):
     name = "casme2"
     title = "CASME II"
     sheet_files = ("CASME2-coding-20140508.xlsx", "CASME2-coding-20190701.xlsx")
-    required_columns = {
-        "subject": ("Subject",),
-        "clip": ("Filename",),
-        "onset": ("OnsetFrame",),
-        "apex": ("ApexFrame",),
-        "offset": ("OffsetFrame",),
-        "emotion": ("Estimated Emotion",),
-    }
-    optional_columns = {"action_units": ("Action Units",)}
     layouts = (CROPPED, RAW)
 
     def subject_folder(self, number: int) -> str:

@@ -11,8 +11,7 @@ MMEW has no official 5-class or MEGC task; ours are stated here and in the READM
 from __future__ import annotations
 
 from mer_di.errors import ManifestError
-
-CLASS_SET_NAMES = ("five", "all", "megc")
+from mer_di.options import CLASS_SET_NAMES, check
 
 # dataset -> class set -> {normalised sheet emotion: class name}, in class-index order.
 CLASS_SETS: dict[str, dict[str, dict[str, str]]] = {
@@ -83,7 +82,5 @@ def class_names(dataset: str, class_set: str, emotions: list[str] | None = None)
 
 
 def check_class_set(class_set: str) -> None:
-    if class_set not in CLASS_SET_NAMES:
-        raise ManifestError(
-            f"unknown class set {class_set!r}; choose one of {', '.join(CLASS_SET_NAMES)}"
-        )
+    """:class:`ManifestError` for a class set that is not one of ours."""
+    check("class set", class_set, CLASS_SET_NAMES, ManifestError)

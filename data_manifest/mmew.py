@@ -24,15 +24,6 @@ class MmewReader(DatasetReader):
     name = "mmew"
     title = "MMEW"
     sheet_files = ("MMEW_Micro_Exp.xlsx", "MMEW_Micro_Exp.csv")
-    required_columns = {
-        "subject": ("Subject",),
-        "clip": ("Filename",),
-        "onset": ("OnsetFrame",),
-        "apex": ("ApexFrame",),
-        "offset": ("OffsetFrame",),
-        "emotion": ("Estimated Emotion",),
-    }
-    optional_columns = {"action_units": ("Action Units",)}
     layouts = (BY_EMOTION, BY_SUBJECT)
 
     def subject_folder(self, number: int) -> str:

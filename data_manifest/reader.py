@@ -16,7 +16,6 @@ from pathlib import Path
 from mer_di.data_manifest.classes import check_class_set, class_names, map_label, normalise_emotion
 from mer_di.data_manifest.records import ManifestRow
 from mer_di.data_manifest.sheet import read_table
-
 from mer_di.errors import ManifestError
 
 
@@ -96,8 +95,18 @@ class DatasetReader:
     name: str = ""
     title: str = ""
     sheet_files: tuple[str, ...] = ()
-    required_columns: dict[str, tuple[str, ...]] = {}
-    optional_columns: dict[str, tuple[str, ...]] = {}
+    # canonical column -> accepted header spellings (case, spaces and underscores are
+    # ignored, so 'Onset Frame' is 'OnsetFrame'): the official sheets of CASME II, SAMM
+    # and MMEW all use these names
+    required_columns: dict[str, tuple[str, ...]] = {
+        "subject": ("Subject",),
+        "clip": ("Filename",),
+        "onset": ("OnsetFrame",),
+        "apex": ("ApexFrame",),
+        "offset": ("OffsetFrame",),
+        "emotion": ("Estimated Emotion",),
+    }
+    optional_columns: dict[str, tuple[str, ...]] = {"action_units": ("Action Units",)}
     layouts: tuple[Layout, ...] = ()
 
     # -- what a dataset module provides -------------------------------------------

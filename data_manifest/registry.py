@@ -8,7 +8,6 @@ from mer_di.data_manifest.casme2 import Casme2Reader
 from mer_di.data_manifest.mmew import MmewReader
 from mer_di.data_manifest.reader import DatasetReader, Manifest
 from mer_di.data_manifest.samm import SammReader
-
 from mer_di.errors import ManifestError
 
 _READERS: dict[str, type[DatasetReader]] = {
@@ -31,5 +30,32 @@ def get_reader(dataset: str) -> DatasetReader:
 
 def build_manifest(dataset: str, root: str | Path, sheet: str | Path | None = None,
                    classes: str = "five") -> Manifest:
-    """Read ``dataset``'s annotation sheet and resolve its clips under ``root``."""
+    """Read ``dataset``'s annotation sheet and resolve its clips under ``root``.
+
+    Parameters
+    ----------
+    dataset : str
+        ``casme2``, ``samm`` or ``mmew`` (:data:`DATASETS`).
+    root : str or Path
+        The dataset folder in its official layout (see the README's table).
+    sheet : str or Path, optional
+        The annotation sheet (.xlsx or .csv); default: the official file name in ``root``
+        or one folder below.
+    classes : str
+        The class set that fills each row's ``label`` (:data:`mer_di.options.CLASS_SETS`).
+
+    Returns
+    -------
+    manifest : Manifest
+        ``rows`` (one :class:`ManifestRow` per sheet row with a subject: frame numbers,
+        emotion, label, frame folder and template, which images are possible, and every
+        problem), ``problem_rows``, ``classes``, and where the sheet and frames were found.
+
+    Raises
+    ------
+    ManifestError
+        No sheet, an unreadable one, a sheet without the expected header (``SheetError``),
+        or an unknown dataset or class set. Problems of single rows are not errors: they are
+        reported in the rows.
+    """
     return get_reader(dataset).read(root, sheet=sheet, classes=classes)

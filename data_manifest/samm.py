@@ -18,15 +18,8 @@ class SammReader(DatasetReader):
     name = "samm"
     title = "SAMM"
     sheet_files = ("SAMM_Micro_FACS_Codes_v2.xlsx",)
-    required_columns = {
-        "subject": ("Subject",),
-        "clip": ("Filename",),
-        "onset": ("Onset Frame",),
-        "apex": ("Apex Frame",),
-        "offset": ("Offset Frame",),
-        "emotion": ("Estimated Emotion",),
-    }
-    optional_columns = {"action_units": ("Action Units",), "duration": ("Duration",)}
+    # its 'Onset Frame', 'Apex Frame', 'Offset Frame' are the shared names (spaces ignored)
+    optional_columns = {**DatasetReader.optional_columns, "duration": ("Duration",)}
     layouts = (IN_SAMM, AT_ROOT)
 
     def subject_folder(self, number: int) -> str:

@@ -44,7 +44,6 @@ WEIGHT_NAMES = tuple(WEIGHTS)
 CLASS_SET_NAMES = tuple(CLASS_SETS)
 PROTOCOL_NAMES = tuple(PROTOCOLS)
 CONFIG_NAMES = tuple(CONFIGS)
-INPUT_NAMES = tuple(INPUTS)
 
 
 def describe(choices: dict[str, str]) -> str:

@@ -16,7 +16,9 @@ import os
 import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,32 +26,36 @@ from pathlib import Path
 import h5py
 import numba
 import numpy as np
+
+from mer_di import __version__
 from mer_di.data_manifest import ManifestRow, build_manifest
 from mer_di.data_manifest.records import FIELDS
+from mer_di.errors import BuildError, CacheError
+from mer_di.options import check
 from mer_di.pipeline.dynamic_image import WEIGHTS, clip_dynamic_images
 from mer_di.pipeline.frames import CROPS, ClipFrames, FrameError, finish_image, load_clip
 from mer_di.pipeline.store import (
+    APEX_FRAME,
     BUILD_PARAMS,
     SCHEMA_VERSION,
-    CacheError,
-    CacheWriter,
     ClipRecord,
-    PartStore,
     clip_fingerprints,
     file_sha256,
     read_root_attrs,
-    writer_lock,
+    usable_apex,
 )
-
-from mer_di import __version__
-from mer_di.errors import BuildError
+from mer_di.pipeline.writer import CacheWriter, PartStore, writer_lock
 
 SWITCH_INTERVAL_S = 0.0002  # the GIL switch interval while decoding (Python's default 5 ms)
 
 
 @dataclass
 class BuildOptions:
-    """How images are made. ``size`` None keeps the native frame size."""
+    """How a cache's images are made: ``size`` (pixels of the square side; None keeps
+    the native frame size), ``crop`` and ``weights`` (:data:`mer_di.options.CROPS`,
+    :data:`mer_di.options.WEIGHTS`), ``workers`` (decoding threads; None: all cores),
+    ``strict`` (stop at the first bad clip) and ``rebuild`` (replace a cache built with
+    other parameters)."""
 
     size: int | None = 224
     crop: str = "none"
@@ -100,19 +106,10 @@ def row_fingerprint(row: ManifestRow, params: dict[str, object]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _apex_index(row: ManifestRow) -> int | None:
-    """The apex's index inside onset..offset, or None when the phases can't be made."""
-    if row.apex is None or not (row.onset_ok or row.offset_ok):
-        return None
-    if not row.onset <= row.apex <= row.offset:
-        return None
-    return row.apex - row.onset
-
-
 def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | None,
                 fingerprint: str) -> tuple[ClipRecord, list[str]]:
     """Pool one clip's decoded frames into its record; also the phase notes."""
-    apex = _apex_index(row)
+    apex = usable_apex(row.onset, row.apex, row.offset, row.onset_ok, row.offset_ok)
     images = clip_dynamic_images(clip.frames, apex, weights=weights)
     phases = {"full": images.full}
     notes = list(clip.notes)
@@ -120,32 +117,63 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
         img = getattr(images, phase)
         if img is not None and ok:
             phases[phase] = img
-    still = apex if apex is not None else len(clip.frames) // 2
-    phases["apex_frame"] = clip.frames[still].astype(np.float32)
+    apex_at = apex if apex is not None else len(clip.frames) // 2
+    phases[APEX_FRAME] = clip.frames[apex_at].astype(np.float32)
     phases = {p: finish_image(img, size, clip.grey) for p, img in phases.items()}
     # a frame is uint8 by nature: stored so, it costs a quarter of a float32 image
-    phases["apex_frame"] = np.clip(np.rint(phases["apex_frame"]), 0, 255).astype(np.uint8)
+    phases[APEX_FRAME] = np.clip(np.rint(phases[APEX_FRAME]), 0, 255).astype(np.uint8)
     if apex is None:  # say why in the sheet's terms, not the kernel's
         why = next((p for p in row.problem_list if p.startswith("apex")), "apex unusable")
-        notes.append(f"no onset or offset image ({why.split(':')[0]}); apex_frame is the "
-                      f"middle frame ({row.onset + still})")
+        notes.append(f"no onset or offset image ({why.split(':')[0]}); {APEX_FRAME} is the "
+                      f"middle frame ({row.onset + apex_at})")
     else:
         notes += images.notes
     attrs = {k: getattr(row, k) for k in FIELDS}
     attrs.update(fingerprint=fingerprint, phases=list(phases), notes=notes,
                  crop_box=dataclasses.astuple(clip.box), jpeg_reduce=clip.reduce,
                  channels=int(clip.frames.shape[3]))
-    return ClipRecord(row.key, phases, attrs), notes
+    return ClipRecord(row.subject, row.clip, phases, attrs), notes
 
 
 def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Path | None = None,
                 options: BuildOptions | None = None, progress: bool = False) -> BuildReport:
-    """Build (or complete) the cache ``out`` for the dataset at ``root``."""
+    """Build (or complete) the dynamic-image cache ``out`` for the dataset at ``root``.
+
+    Parameters
+    ----------
+    dataset : str
+        ``casme2``, ``samm`` or ``mmew``.
+    root : str or Path
+        The dataset folder in its official layout.
+    out : str or Path
+        The HDF5 cache to write; an existing one built with the same parameters is
+        completed (only new or changed clips are computed), one with other parameters is
+        refused unless ``options.rebuild``.
+    sheet : str or Path, optional
+        The annotation sheet (default: the official file name in ``root``).
+    options : BuildOptions, optional
+        Size (pixels, square; None keeps the native size), crop, weights, decoding
+        threads, strict, rebuild.
+    progress : bool
+        A progress bar over clips.
+
+    Returns
+    -------
+    report : BuildReport
+        Clips built, kept and skipped (with reasons), notes, frames and seconds.
+
+    Raises
+    ------
+    CacheError
+        Another build holds the cache, or it was built with other parameters.
+    BuildError
+        ``options.strict`` and a bad clip (the clips built so far are kept).
+    ManifestError
+        The sheet can't be read.
+    """
     options = options or BuildOptions()
-    if options.crop not in CROPS:
-        raise CacheError(f"unknown crop {options.crop!r}; choose one of {', '.join(CROPS)}")
-    if options.weights not in WEIGHTS:
-        raise CacheError(f"unknown weights {options.weights!r}; choose {', '.join(WEIGHTS)}")
+    check("crop", options.crop, CROPS, CacheError)
+    check("weights", options.weights, WEIGHTS, CacheError)
     out = Path(out)
     manifest = build_manifest(dataset, root, sheet=sheet, classes="all")
     params = options.params(dataset)
@@ -155,7 +183,7 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         # a temporary cache left by a killed writer (we hold the lock: no one else's)
         for stale in out.parent.glob(out.name + ".tmp-*"):
             stale.unlink()
-        existing: dict[str, str] = {}
+        existing: dict[tuple[str, str], str] = {}
         if out.exists() and not options.rebuild:
             attrs = read_root_attrs(out)
             diff = [f"{k}: cache has {attrs.get(k)!r}, asked {params[k]!r}" for k in BUILD_PARAMS
@@ -170,20 +198,21 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         parts.open()
 
         todo: list[tuple[ManifestRow, str]] = []
-        keep_old: list[str] = []  # clips of the old cache, unchanged
-        keep_parts: list[str] = []  # clips an interrupted build finished
+        keep_old: list[tuple[str, str]] = []  # clips of the old cache, unchanged
+        keep_parts: list[tuple[str, str]] = []  # clips an interrupted build finished
         for row in manifest.rows:
             if not row.full_ok:
                 report.skipped.append({"key": row.key, "sheet_row": row.sheet_row,
                                        "reason": row.problems})
                 continue
             fp = row_fingerprint(row, params)
-            if existing.get(row.key) == fp:
-                keep_old.append(row.key)
+            name = (row.subject, row.clip)
+            if existing.get(name) == fp:
+                keep_old.append(name)
                 continue
-            part = parts.load(row.key, images=False)
+            part = parts.load(*name, images=False)
             if part is not None and part.attrs.get("fingerprint") == fp:
-                keep_parts.append(row.key)
+                keep_parts.append(name)
                 continue
             todo.append((row, fp))
         report.reused = len(keep_old) + len(keep_parts)
@@ -196,10 +225,10 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         with CacheWriter(out) as writer:
             if keep_old:
                 with h5py.File(out, "r") as old:
-                    for key in sorted(keep_old):
-                        writer.copy_from(old, key)
-            for key in sorted(keep_parts):
-                writer.add(parts.load(key))
+                    for name in sorted(keep_old):
+                        writer.copy_from(old, *name)
+            for name in sorted(keep_parts):
+                writer.add(parts.load(*name))
             failed = _build_clips(todo, options, parts, writer, report, progress)
             if failed and options.strict:
                 raise BuildError(f"--strict: {failed['key']} (sheet row "
@@ -214,10 +243,21 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
     return report
 
 
-def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWriter,
-                 report: BuildReport, progress: bool) -> dict[str, object] | None:
-    """Decode and pool every clip in ``todo``; returns the first failure under --strict."""
-    workers = options.workers or os.cpu_count() or 1
+@dataclass
+class PooledClip:
+    """One clip through decoding and the kernel: its ``record`` (None when a frame failed,
+    then ``error`` says which and why), the notes, and the frames decoded."""
+
+    row: ManifestRow
+    record: ClipRecord | None
+    notes: list[str]
+    error: str = ""
+    frames: int = 0
+
+
+@contextmanager
+def _decoding_threads(workers: int) -> Iterator[None]:
+    """Numba and the GIL tuned for decoding with ``workers`` threads, restored after."""
     # The kernel runs between decodes; with every core decoding, Numba's parallel threads
     # only steal CPU from the decoders (measured: 55-67% -> 75-93% of the decode floor).
     kernel_threads = max(1, min(numba.config.NUMBA_NUM_THREADS,
@@ -227,57 +267,77 @@ def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWri
     # A decoder thread needs the GIL for a moment between two frames; while the main
     # thread runs Python (HDF5 attributes, bookkeeping) it would wait up to the switch
     # interval (5 ms, several frames' decoding) for it. A short interval keeps the
-    # decoders fed (measured: the 1-worker build went from 74 % to ...% of the floor).
+    # decoders fed (measured: the 1-worker build went from 74 % to 82-99 % of the floor).
     previous_interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        return _build_loop(todo, options, parts, writer, report, progress, workers)
+        yield
     finally:
         numba.set_num_threads(previous_threads)
         sys.setswitchinterval(previous_interval)
 
 
-def _build_loop(todo, options: BuildOptions, parts: PartStore, writer: CacheWriter,
-                report: BuildReport, progress: bool, workers: int) -> dict[str, object] | None:
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc="dynamic images", unit="clip")
+def pool_clips(todo: list[tuple[ManifestRow, str]], options: BuildOptions
+               ) -> Iterator[PooledClip]:
+    """Decode and pool every ``(row, fingerprint)`` of ``todo``, in order, one
+    :class:`PooledClip` each (the build's path, and :func:`mer_di.predict`'s for clips of a
+    dataset folder). Closing the iterator early cancels the clips not yet started."""
+    workers = options.workers or os.cpu_count() or 1
     # Two clips load at once (each submits its frames to the shared decoders), so the
     # decoders never wait at a clip boundary: while one clip's last frames decode, the next
-    # clip's are already queued. The main thread pools clip i meanwhile.
+    # clip's are already queued. The caller pools clip i meanwhile.
     ahead = 2
-    with ThreadPoolExecutor(workers) as decoders, ThreadPoolExecutor(ahead) as prefetch:
+    with _decoding_threads(workers), ThreadPoolExecutor(workers) as decoders, \
+            ThreadPoolExecutor(ahead) as prefetch:
         def load(row: ManifestRow):
             paths = [(n, row.frame_path(n)) for n in range(row.onset, row.offset + 1)]
             return load_clip(paths, options.size, options.crop, decoders)
 
         pending = deque(prefetch.submit(load, row) for row, _ in todo[:ahead])
-        for i, (row, fp) in enumerate(todo):
-            current = pending.popleft()
-            if i + ahead < len(todo):
-                pending.append(prefetch.submit(load, todo[i + ahead][0]))
-            try:
-                clip = current.result()
-            except FrameError as exc:
-                skip = {"key": row.key, "sheet_row": row.sheet_row, "reason": str(exc)}
-                report.skipped.append(skip)
-                if options.strict:
-                    for later in pending:
-                        later.cancel()
-                    return skip
+        try:
+            for i, (row, fp) in enumerate(todo):
+                current = pending.popleft()
+                if i + ahead < len(todo):
+                    pending.append(prefetch.submit(load, todo[i + ahead][0]))
+                try:
+                    clip = current.result()
+                except FrameError as exc:
+                    yield PooledClip(row, None, [], error=str(exc))
+                    continue
+                record, notes = make_record(row, clip, options.weights, options.size, fp)
+                yield PooledClip(row, record, notes, frames=clip.frames.shape[0])
+        finally:
+            for later in pending:
+                later.cancel()
+
+
+def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWriter,
+                 report: BuildReport, progress: bool) -> dict[str, object] | None:
+    """Build every clip in ``todo`` into the parts and the new cache; returns the first
+    failure under --strict."""
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc="dynamic images", unit="clip")
+    try:
+        with closing(pool_clips(todo, options)) as pooled:
+            for done in pooled:
                 if bar:
                     bar.update()
-                continue
-            record, notes = make_record(row, clip, options.weights, options.size, fp)
-            report.notes += [f"{row.key}: {n}" for n in notes]
-            parts.save(record)
-            writer.add(record)
-            report.built += 1
-            report.frames += clip.frames.shape[0]
-            if bar:
-                bar.update()
-    if bar:
-        bar.close()
+                row = done.row
+                if done.record is None:
+                    skip = {"key": row.key, "sheet_row": row.sheet_row, "reason": done.error}
+                    report.skipped.append(skip)
+                    if options.strict:
+                        return skip
+                    continue
+                report.notes += [f"{row.key}: {n}" for n in done.notes]
+                parts.save(done.record)
+                writer.add(done.record)
+                report.built += 1
+                report.frames += done.frames
+    finally:
+        if bar:
+            bar.close()
     return None

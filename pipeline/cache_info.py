@@ -2,51 +2,43 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
-from mer_di.pipeline.store import IMAGES, PHASES, CacheError, read_clip, read_root_attrs
 
+from mer_di.errors import CacheError
+from mer_di.pipeline.store import IMAGES, PHASES, Cache, open_cache, parse_key
 
-def _open(cache: Path) -> h5py.File:
-    try:
-        return h5py.File(cache, "r")
-    except OSError as exc:
-        raise CacheError(f"{cache}: not a readable HDF5 cache ({exc})") from exc
+PROVENANCE = ("schema_version", "dataset", "sheet", "sheet_sha256", "weights", "size", "crop",
+              "tool_version", "created")
 
 
 def describe_cache(cache: str | Path) -> str:
-    """Provenance, clips per subject, label and phase, and the skipped clips."""
-    cache = Path(cache)
-    attrs = read_root_attrs(cache)
-    if "schema_version" not in attrs:
-        raise CacheError(f"{cache}: an HDF5 file, but not a dynamic-image cache")
-    lines = [f"cache {cache}"]
-    for k in ("schema_version", "dataset", "sheet", "sheet_sha256", "weights", "size", "crop",
-              "tool_version", "created"):
-        lines.append(f"  {k:15s} {attrs.get(k)}")
-    subjects, labels, phases, shapes = Counter(), Counter(), Counter(), Counter()
-    with _open(cache) as f:
-        for subject in f:
-            for clip in f[subject]:
-                g = f[subject][clip]
-                subjects[subject] += 1
-                labels[str(g.attrs.get("label", ""))] += 1
-                for p in IMAGES:
-                    if p in g:
-                        phases[p] += 1
-                        shapes[g[p].shape] += 1
-    n = sum(subjects.values())
-    lines.append(f"clips: {n} from {len(subjects)} subjects; image shapes (H, W, C): "
-                 + ", ".join(f"{s} x{c}" for s, c in shapes.items()))
-    lines.append("per image: " + ", ".join(f"{p} {phases[p]}" for p in IMAGES))
+    """Provenance, clips per subject, label and image, apex sources, and the skipped clips."""
+    with open_cache(cache) as c:
+        return _describe(c)
+
+
+def _describe(c: Cache) -> str:
+    lines = [f"cache {c.path}"]
+    lines += [f"  {k:15s} {c.attrs.get(k)}" for k in PROVENANCE]
+    subjects, labels, images, shapes, sources = (Counter() for _ in range(5))
+    for clip in c:
+        subjects[clip.subject] += 1
+        labels[clip.label] += 1
+        sources[clip.apex_source] += 1
+        found = c.shapes(clip)
+        images.update(found)
+        shapes.update(found.values())
+    lines.append(f"clips: {len(c)} from {len(subjects)} subjects; image shapes (H, W, C): "
+                 + ", ".join(f"{s} x{n}" for s, n in shapes.items()))
+    lines.append("per image: " + ", ".join(f"{p} {images[p]}" for p in IMAGES))
+    lines.append("apex from: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items())))
     lines.append("per label: " + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
     lines.append("per subject: " + ", ".join(f"{k} {v}" for k, v in sorted(subjects.items())))
-    skipped = json.loads(attrs.get("skipped") or "[]")
+    skipped = c.skipped
     lines.append(f"skipped clips ({len(skipped)}):" if skipped else "skipped clips: none")
     lines += [f"  row {s['sheet_row']}  {s['key']}: {s['reason']}" for s in skipped]
     return "\n".join(lines)
@@ -76,14 +68,12 @@ def _tile(img: np.ndarray, title: str, width: int) -> np.ndarray:
 
 def show_clip(cache: str | Path, key: str, out: str | Path, size: int = 224) -> Path:
     """A PNG: the clip's three images (min-max scaled) above its onset, apex, offset frames."""
-    cache, out = Path(cache), Path(out)
-    with _open(cache) as f:
-        if key not in f or not isinstance(f[key], h5py.Group) or "full" not in f[key]:
-            raise CacheError(f"{cache} has no clip {key!r} (give SUBJECT/CLIP, e.g. "
-                             f"{next(iter(_keys(f)), 'sub01/EP02_01f')})")
-        record = read_clip(f, key)
-    a = record.attrs
-    top = [(f"{p} image", _for_view(record.images[p], size)) if p in record.images
+    out = Path(out)
+    with open_cache(cache) as c:
+        clip = c.get(*parse_key(key, c.path))
+        images = c.images(clip, PHASES)
+    a = clip.attrs
+    top = [(f"{p} image", _for_view(images[p], size)) if p in images
            else (f"{p}: none", np.full((size, size, 3), 200, np.uint8)) for p in PHASES]
     bottom = []
     for name in ("onset", "apex", "offset"):
@@ -105,9 +95,3 @@ def show_clip(cache: str | Path, key: str, out: str | Path, size: int = 224) -> 
     if not cv2.imwrite(str(out), np.vstack([header, sheet])[..., ::-1]):
         raise CacheError(f"{out}: cannot write the PNG")
     return out
-
-
-def _keys(f: h5py.File):
-    for subject in f:
-        for clip in f[subject]:
-            yield f"{subject}/{clip}"

@@ -1,7 +1,7 @@
-"""``mer-prep``: manifests, look-alike datasets and (later) the dynamic-image cache.
+"""``mer-prep``: manifests, look-alike datasets and the dynamic-image cache.
 
-Each command parses its options, calls one library function and turns the project's own
-errors into a clean message and a non-zero exit code.
+Each command parses its options and calls one library function; the project's errors
+become a clean message and exit code 1 (:class:`mer_di._cli.CleanErrors`).
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import sys
 from pathlib import Path
 
 import click
-from mer_di.data_manifest import DATASETS, build_manifest, summarise, write_manifest
-from mer_di.data_manifest.classes import CLASS_SET_NAMES
 
 from mer_di import __version__
-from mer_di.errors import MerError
+from mer_di._cli import CleanErrors
+from mer_di.data_manifest import DATASETS, build_manifest, summarise, write_manifest
+from mer_di.options import CLASS_SETS, CROPS, WEIGHTS, describe
 
 
-@click.group()
+@click.group(cls=CleanErrors)
 @click.version_option(__version__, prog_name="mer-prep")
 def main() -> None:
     """Prepare micro-expression datasets: manifests, look-alike data, dynamic images."""
@@ -30,18 +30,15 @@ def main() -> None:
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The annotation sheet (.xlsx or .csv); default: the official file name "
                    "in --root.")
-@click.option("--classes", type=click.Choice(CLASS_SET_NAMES), default="five",
-              show_default=True, help="Class set: the usual 5 classes, all, or MEGC2019's 3.")
+@click.option("--classes", type=click.Choice(tuple(CLASS_SETS)), default="five",
+              show_default=True, help="Class set: " + describe(CLASS_SETS) + ".")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the manifest CSV.")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) when any row has a problem.")
 def manifest(dataset: str, root: Path, sheet: Path | None, classes: str, out: Path,
              strict: bool) -> None:
     """Read the annotation sheet, check every row against the folders, write a CSV."""
-    try:
-        result = build_manifest(dataset, root, sheet=sheet, classes=classes)
-    except MerError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = build_manifest(dataset, root, sheet=sheet, classes=classes)
     write_manifest(result.rows, out)
     click.echo(summarise(result))
     click.echo(f"\nwrote {len(result.rows)} rows to {out}")
@@ -95,12 +92,9 @@ def synth(dataset: str, out: Path, subjects: int, clips_per_class: int,
     """Write a look-alike dataset in the official layout, with its annotation sheet."""
     from mer_di.data_manifest.synth import generate_dataset
 
-    try:
-        result = generate_dataset(dataset, out, subjects=subjects,
-                                  clips_per_class=clips_per_class, frame_size=frame_size,
-                                  length=length, layout=layout, seed=seed, progress=True)
-    except MerError as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = generate_dataset(dataset, out, subjects=subjects,
+                              clips_per_class=clips_per_class, frame_size=frame_size,
+                              length=length, layout=layout, seed=seed, progress=True)
     click.echo(result.describe())
 
 
@@ -126,10 +120,10 @@ def _parse_out_size(_ctx, _param, value: str) -> int | None:
               help="The HDF5 cache to build or complete.")
 @click.option("--size", "size", default="224", show_default=True, callback=_parse_out_size,
               help="Square side in pixels, or 'native' (no resize).")
-@click.option("--crop", type=click.Choice(["none", "haar"]), default="none", show_default=True,
-              help="'haar': one square face box per clip, found on its onset frame.")
-@click.option("--weights", type=click.Choice(["linear", "harmonic"]), default="linear",
-              show_default=True, help="Rank-pooling weights.")
+@click.option("--crop", type=click.Choice(tuple(CROPS)), default="none", show_default=True,
+              help=describe(CROPS) + ".")
+@click.option("--weights", type=click.Choice(tuple(WEIGHTS)), default="linear",
+              show_default=True, help="Rank-pooling weights: " + describe(WEIGHTS) + ".")
 @click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Frame-decoding threads (default: all cores).")
 @click.option("--strict", is_flag=True, help="Stop at the first bad clip instead of skipping.")
@@ -142,10 +136,7 @@ def build_cache_command(dataset: str, root: Path, sheet: Path | None, out: Path,
 
     options = BuildOptions(size=size, crop=crop, weights=weights, workers=workers,
                            strict=strict, rebuild=rebuild)
-    try:
-        report = build_cache(dataset, root, out, sheet=sheet, options=options, progress=True)
-    except MerError as exc:
-        raise click.ClickException(str(exc)) from exc
+    report = build_cache(dataset, root, out, sheet=sheet, options=options, progress=True)
     click.echo(report.describe())
 
 
@@ -155,10 +146,7 @@ def inspect_command(cache: Path) -> None:
     """Provenance, clips per subject, label and phase, and skipped clips of a cache."""
     from mer_di.pipeline.cache_info import describe_cache
 
-    try:
-        click.echo(describe_cache(cache))
-    except MerError as exc:
-        raise click.ClickException(str(exc)) from exc
+    click.echo(describe_cache(cache))
 
 
 @main.command("show")
@@ -170,10 +158,7 @@ def show_command(cache: Path, clip: str, out: Path) -> None:
     """A PNG of one clip (SUBJECT/CLIP): its three images beside its key frames."""
     from mer_di.pipeline.cache_info import show_clip
 
-    try:
-        click.echo(f"wrote {show_clip(cache, clip, out)}")
-    except MerError as exc:
-        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {show_clip(cache, clip, out)}")
 
 
 if __name__ == "__main__":

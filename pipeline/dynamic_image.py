@@ -35,9 +35,9 @@ import numpy as np
 from numba.core import types
 from numba.extending import intrinsic
 
-__all__ = ["WEIGHTS", "ClipImages", "clip_dynamic_images", "rank_pool_weights"]
+from mer_di.options import WEIGHT_NAMES as WEIGHTS
 
-WEIGHTS: tuple[str, ...] = ("linear", "harmonic")
+__all__ = ["WEIGHTS", "ClipImages", "clip_dynamic_images", "rank_pool_weights"]
 
 
 def rank_pool_weights(n: int, kind: str = "linear") -> np.ndarray:
@@ -301,44 +301,6 @@ def _fused_kernel(frames, apex, w_full, w_on, w_off, do_on, do_off, full, onset,
         _acc2_span(f, q, frames, lo, hi, apex + 1, n_frames, w_full, w_off, -apex)
 
 
-@numba.njit(cache=True, parallel=True, fastmath=False)
-def _full_kernel(frames, w_full, full, chunk):
-    """Fill ``full`` ((N,) float32) in place with the forward dynamic image of (T, N) frames."""
-    n_frames, n_pix = frames.shape
-    n_chunks = (n_pix + chunk - 1) // chunk
-    for c in numba.prange(n_chunks):
-        lo = c * chunk
-        hi = min(lo + chunk, n_pix)
-        f = full[lo:hi]
-        f[:] = np.float32(0.0)
-        # 8-frame blocks, then single frames (same reasoning as the fused kernel)
-        t = 0
-        while t + 8 <= n_frames:
-            s0 = frames[t, lo:hi]
-            s1 = frames[t + 1, lo:hi]
-            s2 = frames[t + 2, lo:hi]
-            s3 = frames[t + 3, lo:hi]
-            s4 = frames[t + 4, lo:hi]
-            s5 = frames[t + 5, lo:hi]
-            s6 = frames[t + 6, lo:hi]
-            s7 = frames[t + 7, lo:hi]
-            a0, a1, a2, a3 = w_full[t], w_full[t + 1], w_full[t + 2], w_full[t + 3]
-            a4, a5, a6, a7 = w_full[t + 4], w_full[t + 5], w_full[t + 6], w_full[t + 7]
-            for j in range(hi - lo):
-                u = _fma(a0, np.float32(s0[j]), f[j])
-                u = _fma(a1, np.float32(s1[j]), u)
-                u = _fma(a2, np.float32(s2[j]), u)
-                u = _fma(a3, np.float32(s3[j]), u)
-                u = _fma(a4, np.float32(s4[j]), u)
-                u = _fma(a5, np.float32(s5[j]), u)
-                u = _fma(a6, np.float32(s6[j]), u)
-                f[j] = _fma(a7, np.float32(s7[j]), u)
-            t += 8
-        while t < n_frames:
-            _acc1_frame(f, frames[t, lo:hi], w_full[t])
-            t += 1
-
-
 def _chunk_size(n_pix: int) -> int:
     """Pixels per work item: about _CHUNK, but at least 4 items per thread when small."""
     per_item = -(-n_pix // (4 * numba.get_num_threads()))
@@ -445,7 +407,11 @@ def clip_dynamic_images(
     w_full = _kernel_weights(n_frames, weights)
 
     if apex_index is None:
-        _full_kernel(src, w_full, flat[0], chunk)
+        # The fused kernel with the apex on the last frame and both phases off: the full
+        # image gets exactly the same chain of multiply-adds in time order; the onset slot
+        # is scratch (unspecified, as documented). One kernel to keep fast, not two.
+        _fused_kernel(src, n_frames - 1, w_full, w_full, w_full, False, False, flat[0],
+                      flat[1], flat[2], chunk)
         return ClipImages(
             full=out[0],
             onset=None,

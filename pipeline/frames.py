@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from mer_di.errors import FrameError
+from mer_di.options import CROP_NAMES as CROPS
 
-CROPS = ("none", "haar")
 FRAMES_PER_TASK = 4  # frames a decoder thread takes at a time
 HAAR_MARGIN = 0.15  # fraction of the detected face's side added on every side
 # Frames are pixels as stored: EXIF orientation is ignored by every decode, so the first

@@ -1,32 +1,24 @@
-"""The dynamic-image cache: one HDF5 file, ``/<subject>/<clip>/<phase>``.
+"""The dynamic-image cache: one HDF5 file, ``/<subject>/<clip>/<image>``. This module owns
+the layout: the key scheme, the names, the schema version, the attribute encoding, and the
+one reader (:func:`open_cache`) that everything else uses.
 
-Each phase dataset is the raw float32 weighted sum, shape (H, W, C), C = 3 (RGB) or 1
-(greyscale); ``apex_frame`` is the clip's apex frame (uint8, same crop, size and
-channels, RGB; the middle frame when the apex is unusable, as the clip's notes say). A clip
-group carries its manifest row as attributes; the root carries the provenance (:data:`ROOT_ATTRS`).
-This module owns the key scheme and the schema version.
+A clip group holds the dynamic images ``full``, ``onset`` and ``offset`` (each the raw
+float32 weighted sum, shape (H, W, C), C = 3 (RGB) or 1 (greyscale); a phase of one frame
+is absent) and ``apex_frame``, the clip's apex frame (uint8, same crop, size and channels,
+RGB; the middle frame when the sheet's apex is unusable, see :attr:`CachedClip.apex_source`).
+The group's attributes are its manifest row (:data:`mer_di.data_manifest.records.FIELDS`)
+plus ``fingerprint``, ``phases``, ``notes``, ``crop_box``, ``jpeg_reduce`` and
+``channels``; the root's are the provenance (:data:`ROOT_ATTRS`).
 
-Crash safety. HDF5 is not journaled: a process killed while writing can leave a file
-whose metadata is broken. So the cache file itself is only ever *replaced*, never edited:
-a build writes each finished clip as a small part file (``<cache>.parts/``, each renamed
-into place when whole) and, as it goes, into a temporary cache (clips kept from the old
-file, then parts of an earlier run, then each new clip) that is renamed over the old one
-once complete. A kill at any
-moment leaves the old cache intact and the finished parts on disk; the next run reuses
-them. One writer at a time: an advisory lock on ``<cache>.lock``, released by the OS when
-the writer dies, so a killed build never leaves a stale lock behind.
+Writing (crash-safe, one writer at a time) is :mod:`mer_di.pipeline.writer`'s business.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -34,23 +26,35 @@ import numpy as np
 
 from mer_di.errors import CacheError
 
-SCHEMA_VERSION = 2  # 2: each clip also holds its apex frame ("apex_frame")
+SCHEMA_VERSION = 2  # 2: each clip also holds its apex frame (APEX_FRAME)
 PHASES = ("full", "onset", "offset")
-# What a clip group may hold: the three dynamic images, and the apex frame itself (the
-# still image a control model is trained on, to show what motion adds), same crop and size.
-STILL = "apex_frame"
-IMAGES = (*PHASES, STILL)
+# The apex frame itself: the still image a control model is trained on, to show what the
+# motion adds. Same crop and size as the dynamic images.
+APEX_FRAME = "apex_frame"
+IMAGES = (*PHASES, APEX_FRAME)
+# Where a clip's apex (and so its phase images and apex frame) came from.
+APEX_SOURCES = {"sheet": "the annotation sheet's apex frame",
+                "middle": "no usable apex: no phase images, the middle frame as apex frame"}
 # Root attributes; those in BUILD_PARAMS must match for a build to reuse an existing file.
 BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop")
 ROOT_ATTRS = (*BUILD_PARAMS, "sheet", "sheet_sha256", "tool_version", "created", "skipped")
 
 
 def clip_key(subject: str, clip: str) -> str:
-    """The clip's group path in the cache: ``subject/clip``."""
+    """The clip's group path in the cache: ``subject/clip`` (the only key format)."""
     return f"{subject}/{clip}"
 
 
+def parse_key(key: str, cache: str | Path = "the cache") -> tuple[str, str]:
+    """``(subject, clip)`` of a key ``subject/clip`` (as a user types it)."""
+    subject, sep, clip = str(key).partition("/")
+    if not sep or not subject or not clip or "/" in clip:
+        raise CacheError(f"{key!r}: name a clip of {cache} as SUBJECT/CLIP, e.g. sub01/EP02_01f")
+    return subject, clip
+
+
 def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -58,38 +62,18 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-@dataclass
-class ClipRecord:
-    """One built clip: its images by phase and its attributes (the manifest row and more)."""
-
-    key: str
-    images: dict[str, np.ndarray]
-    attrs: dict[str, object]
-
-
-@contextmanager
-def writer_lock(cache: Path) -> Iterator[None]:
-    """Hold the cache's writer lock, or raise :class:`CacheError` naming the holder."""
-    lock_path = cache.with_name(cache.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise CacheError(f"{cache} is being written by another build (pid {holder}); "
-                             "wait for it to finish") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
+def usable_apex(onset: int | None, apex: int | None, offset: int | None, onset_ok: bool,
+                offset_ok: bool) -> int | None:
+    """The apex's 0-based index inside onset..offset, or None when the sheet's apex can't
+    make a phase image (missing, outside the clip, or no phase allowed)."""
+    if apex is None or onset is None or offset is None or not (onset_ok or offset_ok):
+        return None
+    if not onset <= apex <= offset:
+        return None
+    return apex - onset
 
 
-def _to_attr(value: object) -> object:
+def to_attr(value: object) -> object:
     """HDF5-friendly: numbers and numeric lists as such, None as '', other lists as JSON."""
     if value is None:
         return ""
@@ -101,7 +85,8 @@ def _to_attr(value: object) -> object:
     return value
 
 
-def _from_attr(value: object) -> object:
+def from_attr(value: object) -> object:
+    """An attribute as Python: bytes decoded, NumPy scalars as numbers."""
     if isinstance(value, bytes):
         return value.decode()
     if isinstance(value, np.generic):
@@ -109,166 +94,188 @@ def _from_attr(value: object) -> object:
     return value
 
 
-# -- parts: one finished clip each, written atomically ------------------------------------
+@dataclass
+class ClipRecord:
+    """One built clip on its way into the cache: its images by name (:data:`IMAGES`) and
+    its attributes (the manifest row and more)."""
 
-class PartStore:
-    """Finished clips of an unfinished build, in ``<cache>.parts/``.
+    subject: str
+    clip: str
+    images: dict[str, np.ndarray]
+    attrs: dict[str, object]
 
-    A part is a ``.part`` file: a sequence of ``.npy`` records (the attributes as JSON
-    bytes, then one array per phase; plain ``.npy``, not ``.npz``, whose zip CRC cost a
-    build 3% of its time); it is written to a temporary name and renamed, so a part file
-    that exists is whole. The folder also records the build parameters; parts built under
-    other parameters are discarded.
+    @property
+    def key(self) -> str:
+        return clip_key(self.subject, self.clip)
+
+
+@dataclass(frozen=True)
+class CachedClip:
+    """One clip of a cache as the reader hands it out, without its arrays.
+
+    ``phases`` are the dynamic images present, in :data:`PHASES` order (``full`` always);
+    ``apex_source`` is a key of :data:`APEX_SOURCES`; ``attrs`` the group's attributes
+    (onset, apex, offset, sheet_row, notes, ...). Arrays: :meth:`Cache.images`.
     """
 
-    def __init__(self, cache: Path, params: dict[str, object]):
-        self.dir = cache.with_name(cache.name + ".parts")
-        self.params = params
+    dataset: str
+    subject: str
+    clip: str
+    emotion: str
+    label: str
+    phases: tuple[str, ...]
+    has_apex_frame: bool
+    apex_source: str
+    attrs: Mapping[str, object] = field(repr=False, compare=False)
 
-    def open(self) -> None:
-        meta = self.dir / "params.json"
-        if self.dir.is_dir():
-            try:
-                same = json.loads(meta.read_text()) == self.params
-            except (OSError, ValueError):
-                same = False
-            if not same:
-                self.clear()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if not meta.exists():
-            tmp = meta.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.params, sort_keys=True))
-            os.replace(tmp, meta)
-        for stale in self.dir.glob("*.tmp*"):
-            stale.unlink()  # a part that a killed build was still writing
+    @property
+    def key(self) -> str:
+        return clip_key(self.subject, self.clip)
 
-    def _path(self, key: str) -> Path:
-        return self.dir / (key.replace("/", "__") + ".part")
+    @property
+    def notes(self) -> list[str]:
+        raw = self.attrs.get("notes") or "[]"
+        return json.loads(raw) if isinstance(raw, str) else list(raw)
 
-    def save(self, record: ClipRecord) -> None:
-        path = self._path(record.key)
-        tmp = path.with_name(path.name + ".tmp")
-        # No fsync: the rename makes a part whole against a killed process (the page cache
-        # survives it); only the assembled cache is synced. After a power loss a part
-        # that fails to load is simply built again.
-        header = {"attrs": record.attrs, "phases": list(record.images)}
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.frombuffer(json.dumps(header).encode(), np.uint8))
-            for image in record.images.values():
-                np.save(fh, image)
-        os.replace(tmp, path)
+    @classmethod
+    def from_attrs(cls, dataset: str, subject: str, clip: str, attrs: Mapping[str, object],
+                   present: tuple[str, ...]) -> CachedClip:
+        """The record of clip ``subject``/``clip`` whose group has ``attrs`` and holds the
+        images ``present``."""
+        a = {k: from_attr(v) for k, v in attrs.items()}
 
-    def load(self, key: str, images: bool = True) -> ClipRecord | None:
-        """The part of ``key`` (None when there is none or it is unreadable, which is then
-        deleted); ``images=False`` reads only its attributes (no images in the record)."""
-        path = self._path(key)
-        if not path.exists():
-            return None
+        def number(name: str) -> int | None:
+            v = a.get(name)
+            return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+        index = usable_apex(number("onset"), number("apex"), number("offset"),
+                            bool(a.get("onset_ok")), bool(a.get("offset_ok")))
+        return cls(dataset=str(a.get("dataset") or dataset), subject=subject, clip=clip,
+                   emotion=str(a.get("emotion", "")),
+                   label=str(a.get("label", "")),
+                   phases=tuple(p for p in PHASES if p in present),
+                   has_apex_frame=APEX_FRAME in present,
+                   apex_source="sheet" if index is not None else "middle", attrs=a)
+
+
+class Cache:
+    """A dynamic-image cache opened for reading (use :func:`open_cache`).
+
+    Iterating gives a :class:`CachedClip` per clip, in key order; :meth:`images` reads
+    arrays on request. Close it (or use ``with``); never share one across a fork.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CacheError(f"{self.path}: cache not found")
         try:
-            with open(path, "rb") as fh:
-                header = json.loads(np.load(fh).tobytes())
-                attrs = header["attrs"]
-                arrays = {phase: np.load(fh) for phase in header["phases"]} if images else {}
-        except (OSError, ValueError, KeyError, EOFError):
-            path.unlink(missing_ok=True)  # unreadable: build the clip again
-            return None
-        return ClipRecord(key, arrays, attrs)
+            self._file = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise CacheError(f"{self.path}: not a readable HDF5 cache ({exc})") from None
+        self.attrs = {k: from_attr(v) for k, v in self._file.attrs.items()}
+        if "schema_version" not in self.attrs or "dataset" not in self.attrs:
+            self.close()
+            raise CacheError(f"{self.path}: an HDF5 file, but not a dynamic-image cache "
+                             "(build one with mer-prep build-cache)")
+        self.dataset = str(self.attrs["dataset"])
+        self._clips: dict[str, CachedClip] | None = None
 
-    def clear(self) -> None:
-        if self.dir.is_dir():
-            for p in self.dir.iterdir():
-                p.unlink()
-            self.dir.rmdir()
+    # -- provenance -----------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, str]:
+        """The build parameters (:data:`BUILD_PARAMS`) as text."""
+        return {k: str(self.attrs.get(k)) for k in BUILD_PARAMS}
+
+    @property
+    def skipped(self) -> list[dict[str, object]]:
+        """Clips the build skipped: ``{"key", "sheet_row", "reason"}`` each."""
+        return json.loads(self.attrs.get("skipped") or "[]")
+
+    # -- clips ----------------------------------------------------------------------------
+    def _index(self) -> dict[str, CachedClip]:
+        if self._clips is None:
+            self._clips = {}
+            for subject, group in self._file.items():
+                for clip, g in group.items():
+                    record = CachedClip.from_attrs(self.dataset, subject, clip, g.attrs,
+                                                   tuple(g))
+                    self._clips[record.key] = record
+        return self._clips
+
+    def __iter__(self) -> Iterator[CachedClip]:
+        return iter(list(self._index().values()))
+
+    def __len__(self) -> int:
+        return len(self._index())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index()
+
+    def get(self, subject: str, clip: str) -> CachedClip:
+        """The clip ``subject``/``clip``; :class:`CacheError` naming an example when absent."""
+        key = clip_key(subject, clip)
+        found = self._index().get(key)
+        if found is None:
+            example = next(iter(self._index()), "sub01/EP02_01f")
+            raise CacheError(f"{self.path} has no clip {key!r} (give SUBJECT/CLIP, e.g. "
+                             f"{example})")
+        return found
+
+    def images(self, clip: CachedClip, names: tuple[str, ...] = IMAGES
+               ) -> dict[str, np.ndarray]:
+        """The clip's images among ``names`` that it has: the dynamic images float32
+        [shape=(H, W, C)], ``apex_frame`` uint8 [shape=(H, W, C)]."""
+        g = self._file[clip.key]
+        return {name: g[name][()] for name in names if name in g}
+
+    def shapes(self, clip: CachedClip) -> dict[str, tuple[int, ...]]:
+        """The shape of each image the clip has, without reading it."""
+        g = self._file[clip.key]
+        return {name: g[name].shape for name in IMAGES if name in g}
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-# -- the cache file -------------------------------------------------------------------------
+def open_cache(path: str | Path) -> Cache:
+    """Open the dynamic-image cache at ``path`` for reading.
+
+    Parameters
+    ----------
+    path : str or Path
+        An HDF5 file written by ``mer-prep build-cache`` (:func:`mer_di.build_cache`).
+
+    Returns
+    -------
+    cache : Cache
+        Iterate it for :class:`CachedClip` records; ``cache.images(clip)`` gives the
+        arrays; ``cache.attrs`` the provenance. Use it in a ``with`` block.
+
+    Raises
+    ------
+    CacheError
+        When the file is missing, not HDF5, or not a dynamic-image cache.
+    """
+    return Cache(path)
+
 
 def read_root_attrs(cache: Path) -> dict[str, object]:
     """The root attributes of an existing cache (raises CacheError when unreadable)."""
     try:
         with h5py.File(cache, "r") as f:
-            return {k: _from_attr(v) for k, v in f.attrs.items()}
+            return {k: from_attr(v) for k, v in f.attrs.items()}
     except OSError as exc:
         raise CacheError(f"{cache}: not a readable HDF5 cache ({exc})") from exc
 
 
-def read_clip(f: h5py.File, key: str) -> ClipRecord:
-    """One clip of an open cache: its images by phase and its attributes."""
-    g = f[key]
-    return ClipRecord(key, {p: g[p][()] for p in IMAGES if p in g},
-                      {k: _from_attr(v) for k, v in g.attrs.items()})
-
-
-def iter_clips(cache: Path) -> Iterator[ClipRecord]:
-    """Every clip of ``cache`` in file order, images and attributes."""
-    with h5py.File(cache, "r") as f:
-        for subject in f:
-            for clip in f[subject]:
-                yield read_clip(f, clip_key(subject, clip))
-
-
-def clip_fingerprints(cache: Path) -> dict[str, str]:
-    """``{key: fingerprint}`` of the clips in ``cache`` (empty when it has none)."""
-    out = {}
-    with h5py.File(cache, "r") as f:
-        for subject in f:
-            for clip in f[subject]:
-                out[clip_key(subject, clip)] = str(_from_attr(
-                    f[subject][clip].attrs.get("fingerprint", "")))
-    return out
-
-
-class CacheWriter:
-    """Writes a whole new cache into a temporary file, clip by clip, and renames it over
-    ``cache`` only in :meth:`commit`; leaving the ``with`` block without a commit (an error,
-    a kill) never touches ``cache`` and removes the temporary file.
-
-    Clips can come in any order: groups iterate in name order, so a cache's layout does
-    not depend on the order its clips were built in.
-    """
-
-    def __init__(self, cache: Path):
-        self.cache = cache
-        self.tmp = cache.with_name(cache.name + f".tmp-{os.getpid()}")
-        self.count = 0
-        self._file: h5py.File | None = None
-
-    def __enter__(self) -> CacheWriter:
-        self._file = h5py.File(self.tmp, "w")
-        return self
-
-    def add(self, record: ClipRecord) -> None:
-        """Write one clip (its images and attributes)."""
-        g = self._file.require_group(record.key)
-        for k, v in record.attrs.items():
-            g.attrs[k] = _to_attr(v)
-        for phase in IMAGES:
-            if phase in record.images:
-                image = record.images[phase]
-                g.create_dataset(phase, data=image if phase == STILL else image.astype(
-                    np.float32, copy=False))
-        self.count += 1
-
-    def copy_from(self, source: h5py.File, key: str) -> None:
-        """Copy one clip as it is from another open cache (no decoding into NumPy)."""
-        subject = key.split("/", 1)[0]
-        parent = self._file.require_group(subject)
-        source.copy(source[key], parent, name=key.split("/", 1)[1])
-        self.count += 1
-
-    def commit(self, root_attrs: dict[str, object]) -> int:
-        """Write the root attributes, sync, and rename into place; returns the clip count."""
-        for k in ROOT_ATTRS:
-            self._file.attrs[k] = _to_attr(root_attrs.get(k))
-        self._file.close()
-        self._file = None
-        with open(self.tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(self.tmp, self.cache)
-        return self.count
-
-    def __exit__(self, *exc) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self.tmp.unlink(missing_ok=True)
+def clip_fingerprints(cache: Path) -> dict[tuple[str, str], str]:
+    """``{(subject, clip): fingerprint}`` of the clips in ``cache`` (empty when none)."""
+    with open_cache(cache) as c:
+        return {(r.subject, r.clip): str(r.attrs.get("fingerprint", "")) for r in c}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mer_di.data_manifest.synth import generate_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,12 +14,14 @@ import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
+
 from mer_di.data_manifest import build_manifest
 from mer_di.data_manifest.synth import generate_dataset
+from mer_di.errors import CacheError
 from mer_di.pipeline.build import BuildError, BuildOptions, build_cache
 from mer_di.pipeline.cli import main as mer_prep
 from mer_di.pipeline.frames import jpeg_geometry
-from mer_di.pipeline.store import CacheError, writer_lock
+from mer_di.pipeline.writer import writer_lock
 
 
 def _linear(n):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import pytest
 from click.testing import CliRunner
+
 from mer_di.data_manifest import read_manifest
 from mer_di.pipeline.cli import main as mer_prep
 from mer_di.training.cli import main as mer_train

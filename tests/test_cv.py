@@ -18,12 +18,13 @@ import pandas as pd
 import pytest
 import torch
 from click.testing import CliRunner
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
 from mer_di.data_manifest.synth import generate_dataset
 from mer_di.pipeline.build import BuildOptions, build_cache
 from mer_di.training.cli import main as mer_train
 from mer_di.training.configs import CONFIG_NAMES
 from mer_di.training.models import MODEL_NAMES
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import pytest
+
 from mer_di.pipeline.dynamic_image import (
     WEIGHTS,
     ClipImages,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import openpyxl
 import pytest
+
 from mer_di.data_manifest import ManifestError, build_manifest, read_manifest, write_manifest
 
 HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,

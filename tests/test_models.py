@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
 from mer_di.training.models import MODEL_NAMES, ModelError, ModelInfo, build_model, is_known
 from mer_di.training.models.timm_models import create_timm
 from mer_di.training.models.vggface import TINY, VGGFace
-from torch import nn
 
 B = 4
 N_CLASSES = 5

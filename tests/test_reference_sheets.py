@@ -6,6 +6,7 @@ import csv
 from collections import Counter
 
 import pytest
+
 from mer_di.data_manifest import build_manifest
 
 MEGC_CLASS = {"0": "negative", "1": "positive", "2": "surprise"}

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
 from mer_di.training.cli import main as mer_train
 from mer_di.training.report import ReportError, load_run, make_report, safe_name
 from mer_di.training.results import PRED_COLUMNS, summarise
@@ -23,7 +25,6 @@ from mer_di.training.stats import (
     sign_flip_p,
     win_tie_loss,
 )
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 CLASSES = ["happiness", "disgust", "surprise", "repression", "others"]
 K = len(CLASSES)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import openpyxl
 import pytest
+
 from mer_di.data_manifest.casme2 import Casme2Reader
 from mer_di.data_manifest.sheet import read_table
-
 from mer_di.errors import SheetError
 
 REQUIRED = Casme2Reader.required_columns

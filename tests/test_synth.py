@@ -8,9 +8,9 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+
 from mer_di.data_manifest import build_manifest
 from mer_di.data_manifest.synth import QUIRKS, SynthError, generate_dataset, read_ground_truth
-
 from tests.conftest import SMALL
 
 EXPECTED_PROBLEM = {

@@ -5,12 +5,14 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
 from mer_di.data_manifest.synth import generate_dataset
 from mer_di.pipeline.build import BuildOptions, build_cache
 from mer_di.training.data import DataError, load_caches
 from mer_di.training.folds import FoldError, make_folds, validation_split
 from mer_di.training.metrics import confusion, mean_std, scores
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
@@ -101,18 +103,38 @@ def _only_some(cache):
 
 
 def test_dual_phase_samples_train_only(cache):
-    from mer_di.training.runner import unit_samples
+    from mer_di.training.samples import ImageBank, unit_samples
 
     clips = load_caches([cache], "five")
+    bank = ImageBank(clips, 16, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     train = np.arange(6)
-    samples = unit_samples(clips, train, pair=False, dual=False)
+    samples = unit_samples(clips, bank, train, pair=False, dual=False)
     x, y = samples.index.numpy(), samples.labels.numpy()
     assert len(x) == 6
-    samples = unit_samples(clips, train, pair=False, dual=True)
+    samples = unit_samples(clips, bank, train, pair=False, dual=True)
     x, y = samples.index.numpy(), samples.labels.numpy()
     n_phase = clips.has_onset[train].sum() + clips.has_offset[train].sum()
     assert len(x) == 6 + n_phase and n_phase < 12  # quirk clips have fewer phase images
     assert np.bincount(y, minlength=5).sum() == len(x)
+
+
+def test_image_bank_rows_are_the_images_asked_for(cache):
+    """Each (image, clip) row of the bank is that clip's image, prepared."""
+    from mer_di.training.augment import prepare_images
+    from mer_di.training.samples import ImageBank, unit_samples
+
+    clips = load_caches([cache], "five")
+    bank = ImageBank(clips, 16, (0.1, 0.2, 0.3), (0.5, 0.5, 0.5))
+    idx = np.array([1, 4, 7])
+    for name in ("full", "onset", "offset", "apex_frame"):
+        want = prepare_images(clips.images(name)[idx], 16, (0.1, 0.2, 0.3), (0.5, 0.5, 0.5))
+        got = bank.tensor[torch.from_numpy(bank.rows(name, idx))]
+        torch.testing.assert_close(got, want)
+    pair = unit_samples(clips, bank, idx, pair=True, dual=False).index.numpy()
+    on = np.where(clips.has_onset[idx], bank.rows("onset", idx), bank.rows("full", idx))
+    np.testing.assert_array_equal(pair[:, 0], on)
+    still = unit_samples(clips, bank, idx, pair=False, dual=False, apex_frame=True)
+    np.testing.assert_array_equal(still.index.numpy(), bank.rows("apex_frame", idx))
 
 
 def test_bad_caches(tmp_path):
@@ -143,6 +165,6 @@ def test_grey_and_colour_caches_combine(small_datasets, tmp_path):
     clips = load_caches(caches, "megc")
     assert clips.full.shape[1:] == (16, 16, 3)
     assert clips.classes == ["negative", "positive", "surprise"]
-    assert {k.split(":")[0] for k in clips.keys} == {"casme2", "samm", "mmew"}
-    samm = [i for i, k in enumerate(clips.keys) if k.startswith("samm:")]
+    assert set(clips.datasets) == {"casme2", "samm", "mmew"}
+    samm = np.flatnonzero(clips.datasets == "samm")
     np.testing.assert_array_equal(clips.full[samm, ..., 0], clips.full[samm, ..., 2])

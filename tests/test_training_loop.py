@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+
 from mer_di.training.augment import prepare_images, random_flip_rotate
 from mer_di.training.configs import CONFIG_NAMES, ConfigError, applies, get_config
 from mer_di.training.loop import Samples, TrainOptions, fit, predict
 from mer_di.training.results import fold_scores, summarise, summary_markdown
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 
 def test_prepare_images_minmax_normalise_resize(rng):

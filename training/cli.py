@@ -1,11 +1,15 @@
-"""``mer-train``: cross-validated training from the dynamic-image cache."""
+"""``mer-train``: cross-validated training from the dynamic-image cache, reports, and
+predictions of a trained run. Each command parses its options and calls one library
+function; the project's errors become a clean message and exit code 1."""
 
 from __future__ import annotations
 
 import click
 
 from mer_di import __version__
-from mer_di.errors import MerError
+from mer_di._cli import CleanErrors
+from mer_di.data_manifest.registry import DATASETS
+from mer_di.options import CLASS_SETS, CONFIGS, INPUTS, PROTOCOLS, describe
 
 
 def _seeds(ctx, param, value: str) -> list[int]:
@@ -32,7 +36,7 @@ def _weights(values: tuple[str, ...], models: tuple[str, ...]) -> dict[str, str]
     return out
 
 
-@click.group()
+@click.group(cls=CleanErrors)
 @click.version_option(__version__, prog_name="mer-train")
 def main() -> None:
     """Train and evaluate micro-expression models on a dynamic-image cache."""
@@ -46,19 +50,15 @@ def main() -> None:
               help="vggface, vgg19, resnet34, efficientnet_b0, vit_base_patch16_224, learnet, "
               "dianet, or any timm model name; repeat for several.")
 @click.option("--config", "configs", multiple=True,
-              help="baseline, fliprot, dualdi, dualdi+fliprot; repeat for several "
-              "(default: all four).")
-@click.option("--protocol", type=click.Choice(["kfold", "subject-kfold", "loso"]),
-              default="kfold", show_default=True,
-              help="kfold: stratified over clips (the paper's); subject-kfold: no subject "
-              "in two folds; loso: leave one subject out.")
+              help=describe(CONFIGS) + "; repeat for several (default: all four).")
+@click.option("--protocol", type=click.Choice(tuple(PROTOCOLS)),
+              default="kfold", show_default=True, help=describe(PROTOCOLS) + ".")
 @click.option("--folds", type=int, default=5, show_default=True,
               help="Folds for kfold and subject-kfold.")
 @click.option("--seeds", default="0", show_default=True, callback=_seeds,
               help="Comma-separated seeds; each gives its own folds, split and initialisation.")
-@click.option("--classes", type=click.Choice(["five", "all", "megc"]), default="five",
-              show_default=True, help="Class set: the dataset's 5-class task, all "
-              "emotions, or the MEGC 3-class composite.")
+@click.option("--classes", type=click.Choice(tuple(CLASS_SETS)), default="five",
+              show_default=True, help="Class set: " + describe(CLASS_SETS) + ".")
 @click.option("--epochs", type=int, default=50, show_default=True, help="Most epochs per fold.")
 @click.option("--batch-size", type=int, default=25, show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True,
@@ -79,11 +79,14 @@ def main() -> None:
 @click.option("--backbone", help="DIANet's stream backbone (a timm CNN; default resnet18).")
 @click.option("--tiny", is_flag=True,
               help="Tiny variants of the models (fast CPU checks, not for results).")
-@click.option("--input", "input_", type=click.Choice(["di", "apex"]), default="di",
-              show_default=True, help="di: dynamic images; apex: each clip's apex frame "
-              "alone, a motion-free control (baseline and fliprot only).")
+@click.option("--input", "input_", type=click.Choice(tuple(INPUTS)), default="di",
+              show_default=True, help=describe(INPUTS) + " (baseline and fliprot only).")
 @click.option("--checkpoints/--no-checkpoints", default=True, show_default=True,
-              help="Save each fold's chosen weights (units/*/model.pt).")
+              help="Save each fold's chosen weights (units/*/model.pt, for mer-train "
+              "predict).")
+@click.option("--final", is_flag=True,
+              help="Also train each model x configuration x seed on every clip (a final "
+              "model for mer-train predict; it enters no table).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--resume", is_flag=True,
               help="Finish an interrupted run in --out: finished folds are kept.")
@@ -91,25 +94,20 @@ def main() -> None:
               help="The run folder (runs/NAME).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_size, lr,
-       patience, val_fraction, amp, pretrained, backbone, tiny, input_, checkpoints, device,
-       resume, out, quiet) -> None:
+       patience, val_fraction, amp, pretrained, backbone, tiny, input_, checkpoints, final,
+       device, resume, out, quiet) -> None:
     """Cross-validate every model x configuration x seed on the cache(s) and print the
     summary (mean +- std over folds, and pooled over folds)."""
-    from mer_di.training.configs import CONFIG_NAMES
-    from mer_di.training.loop import TrainOptions
-    from mer_di.training.runner import CVSpec, run_cv
+    from mer_di.training import CVSpec, TrainOptions, run_cv
 
     spec = CVSpec(caches=list(caches), models=list(models),
-                  configs=list(configs) or list(CONFIG_NAMES), protocol=protocol,
+                  configs=list(configs) or list(CONFIGS), protocol=protocol,
                   folds=folds, seeds=seeds, classes=classes,
                   train=TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr,
                                      patience=patience, val_fraction=val_fraction, amp=amp),
                   pretrained=_weights(pretrained, models), backbone=backbone, tiny=tiny,
-                  checkpoints=checkpoints, input=input_)
-    try:
-        run_cv(spec, out, resume=resume, device=device, progress=not quiet, echo=click.echo)
-    except MerError as exc:
-        raise click.ClickException(str(exc)) from None
+                  checkpoints=checkpoints, input=input_, final=final)
+    run_cv(spec, out, resume=resume, device=device, progress=not quiet, echo=click.echo)
 
 
 @main.command()
@@ -132,13 +130,46 @@ def report(runs, out, baseline, bootstrap, seed, figures) -> None:
     sign-flip p); confusion matrices and learning curves."""
     from mer_di.training.report import make_report
 
-    try:
-        rep = make_report(list(runs), out=out, baseline=baseline, n_boot=bootstrap,
-                          seed=seed, figures=figures)
-    except MerError as exc:
-        raise click.ClickException(str(exc)) from None
+    rep = make_report(list(runs), out=out, baseline=baseline, n_boot=bootstrap, seed=seed,
+                      figures=figures)
     click.echo(rep.markdown)
     click.echo(f"wrote {len(rep.files)} files to {rep.out}")
+
+
+@main.command("predict")
+@click.option("--run", "run", required=True, type=click.Path(file_okay=False),
+              help="A run folder made by mer-train cv (with checkpoints).")
+@click.option("--cache", type=click.Path(dir_okay=False),
+              help="Clips of this cache (built with the run's size, crop and weights).")
+@click.option("--root", type=click.Path(file_okay=False),
+              help="Clips of this dataset folder (with --dataset); images are made with the "
+              "run's build parameters.")
+@click.option("--dataset", type=click.Choice(DATASETS), help="The reader of --root.")
+@click.option("--sheet", type=click.Path(dir_okay=False),
+              help="--root's annotation sheet (default: the official file name in --root).")
+@click.option("--clips", "clips", multiple=True, metavar="SUBJECT/CLIP",
+              help="Only these clips (repeat; default: every usable clip).")
+@click.option("--model", help="Which model of the run (needed when it has several).")
+@click.option("--config", help="Which configuration of the run (when it has several).")
+@click.option("--seed", type=int, help="Which seed of the run (when it has several).")
+@click.option("--fold", default=None, help="A fold number, 'final' (mer-train cv --final) "
+              "or 'all' (every fold's model, probabilities averaged)  [default: final when "
+              "the run has it, else all]")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="The CSV to write: one row per clip with its class probabilities.")
+def predict_command(run, cache, root, dataset, sheet, clips, model, config, seed, fold, device,
+                    out) -> None:
+    """Apply a trained run's models to the clips of a cache or a dataset folder: one row
+    per clip with the predicted class and every class's probability."""
+    from mer_di.training.predict import predict
+
+    table = predict(run, cache=cache, root=root, dataset=dataset, sheet=sheet,
+                    clips=list(clips) or None, model=model, config=config, seed=seed,
+                    fold=fold, device=device, out=out)
+    for m in table.attrs["left_out"]:
+        click.echo(f"left out {m['subject']}/{m['clip']}: {m['reason']}")
+    click.echo(f"{len(table)} clips predicted by {table.attrs['models']}; wrote {out}")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mer_di.errors import ConfigError
+from mer_di.options import CONFIG_NAMES, check
 
-CONFIG_NAMES = ("baseline", "fliprot", "dualdi", "dualdi+fliprot")
 PAIR_CONFIGS = ("baseline", "fliprot")
 
 
@@ -33,9 +33,7 @@ class Config:
 
 def get_config(name: str) -> Config:
     """The configuration called ``name`` (raises :class:`ConfigError` for others)."""
-    if name not in CONFIG_NAMES:
-        raise ConfigError(f"unknown configuration {name!r}; choose from "
-                          f"{', '.join(CONFIG_NAMES)}")
+    check("configuration", name, CONFIG_NAMES, ConfigError)
     return Config(name, dual=name.startswith("dualdi"), fliprot=name.endswith("fliprot"))
 
 

@@ -1,35 +1,39 @@
-"""The training set, read once from one or more caches (the only module that reads them).
-
-Training never imports :mod:`pipeline`'s builder; it reads the HDF5 layout documented in
-:mod:`mer_di.pipeline.store` (``/<subject>/<clip>/<phase>``) with h5py.
+"""The training set, read once from one or more caches through the store's reader
+(:func:`mer_di.pipeline.store.open_cache`): clips, their labels under a class set, and
+their images as arrays in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
-from mer_di.data_manifest.classes import CLASS_SET_NAMES, class_names, map_label, normalise_emotion
-from mer_di.pipeline.store import PHASES, STILL  # the layout's names (STILL: the apex frame)
 
-from mer_di.errors import DataError
+from mer_di.data_manifest.classes import class_names, map_label, normalise_emotion
+from mer_di.errors import CacheError, DataError
+from mer_di.options import CLASS_SETS, check
+from mer_di.pipeline.store import APEX_FRAME, IMAGES, CachedClip, open_cache
+
+UNLABELLED = -1  # a clip whose emotion is outside the classes (only ever predicted)
 
 
 @dataclass
 class ClipSet:
-    """Every usable clip of the caches, in memory.
+    """Clips of one or more caches, in memory, in a fixed order (index ``i`` everywhere).
 
-    ``full`` [shape=(N, H, W, C), float32] raw dynamic images; ``onset``/``offset`` the
-    same shape, valid where ``has_onset``/``has_offset``; ``labels`` int class indices
-    into ``classes``; ``subjects`` ``dataset:subject`` strings; ``keys``
-    ``dataset:subject/clip``. ``apex`` [shape=(N, H, W, C)] the apex frames, or None
-    when a cache predates them (schema 1).
+    ``datasets``, ``subjects``, ``clips`` [shape=(N,), str] name each clip as its cache
+    does; ``labels`` [shape=(N,), int64] index ``classes`` (:data:`UNLABELLED` for a clip
+    outside them); ``full``, ``onset``, ``offset`` [shape=(N, H, W, C), float32] the raw
+    dynamic images, ``onset``/``offset`` valid where ``has_onset``/``has_offset``;
+    ``apex_frame`` [shape=(N, H, W, C), float32] the apex frames, or None when a cache
+    predates them (schema 1).
     """
 
-    keys: list[str]
+    datasets: np.ndarray
     subjects: np.ndarray
+    clips: np.ndarray
     labels: np.ndarray
     classes: list[str]
     full: np.ndarray
@@ -37,91 +41,106 @@ class ClipSet:
     offset: np.ndarray
     has_onset: np.ndarray
     has_offset: np.ndarray
-    apex: np.ndarray | None = None
+    apex_frame: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.clips)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """The subject of each clip as an int [shape=(N,)]: the same number for the same
+        (dataset, subject), numbered in sorted order; what subject-wise folds group by."""
+        pairs = sorted(set(zip(self.datasets.tolist(), self.subjects.tolist(), strict=True)))
+        number = {p: i for i, p in enumerate(pairs)}
+        return np.array([number[p] for p in zip(self.datasets.tolist(), self.subjects.tolist(),
+                                                strict=True)], np.int64)
+
+    def images(self, name: str) -> np.ndarray | None:
+        """The array of image ``name`` (one of :data:`IMAGES`) of every clip, or None."""
+        return {"full": self.full, "onset": self.onset, "offset": self.offset,
+                APEX_FRAME: self.apex_frame}[name]
 
 
-def _attr(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+# A clip read for training: its record and its images (``full`` always).
+Loaded = tuple[CachedClip, dict[str, np.ndarray]]
+
+
+def read_clips(path: str | Path, keep=lambda clip: True) -> list[Loaded]:
+    """Every clip of the cache ``path`` that ``keep`` accepts, with its images.
+
+    Raises :class:`DataError` for a missing or foreign file."""
+    try:
+        with open_cache(path) as cache:
+            return [(clip, cache.images(clip, IMAGES)) for clip in cache if keep(clip)]
+    except CacheError as exc:
+        raise DataError(str(exc)) from None
 
 
 def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
     """Read ``paths`` into one :class:`ClipSet` under ``class_set``.
 
     Clips whose emotion the class set leaves out are dropped. Where greyscale and colour
-    caches combine, greyscale images are repeated to three channels. Raises :class:`DataError`
-    for a missing or foreign file, caches of different image shapes, or a class set that
-    leaves a class without clips.
+    caches combine, greyscale images are repeated to three channels. Raises
+    :class:`DataError` for a missing or foreign file, caches of different image sizes, or
+    a class set that leaves a class without clips.
     """
-    if class_set not in CLASS_SET_NAMES:
-        raise DataError(f"unknown class set {class_set!r}; choose {', '.join(CLASS_SET_NAMES)}")
+    check("class set", class_set, CLASS_SETS, DataError)
     if not paths:
         raise DataError("no cache given")
-    records = []  # (dataset, subject, clip, emotion, {phase: array})
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise DataError(f"{path}: cache not found")
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise DataError(f"{path}: not an HDF5 file ({exc})") from None
-        with f:
-            if "schema_version" not in f.attrs or "dataset" not in f.attrs:
-                raise DataError(f"{path}: an HDF5 file, but not a dynamic-image cache "
-                                "(build one with mer-prep build-cache)")
-            dataset = _attr(f.attrs["dataset"])
-            for subject in f:
-                for clip in f[subject]:
-                    g = f[subject][clip]
-                    emotion = _attr(g.attrs.get("emotion", ""))
-                    if map_label(dataset, class_set, emotion) is None:
-                        continue
-                    records.append((dataset, subject, clip, emotion,
-                                    {p: g[p][()] for p in (*PHASES, STILL) if p in g}))
-    if not records:
+    loaded: list[Loaded] = []
+    for path in paths:
+        loaded += read_clips(path, lambda c: map_label(c.dataset, class_set, c.emotion)
+                             is not None)
+    if not loaded:
         raise DataError(f"no clip of {', '.join(map(str, paths))} is in class set {class_set!r}")
-    sizes = {r[4]["full"].shape[:2] for r in records}
-    if len(sizes) > 1:
-        raise DataError(f"the caches hold images of different sizes {sorted(sizes)} (H, W); "
-                        "build them with the same --size")
-    channels = {r[4]["full"].shape[2] for r in records}
-    if len(channels) > 1:  # greyscale SAMM beside colour CASME II (the MEGC composite)
-        for r in records:
-            for name, img in r[4].items():
-                if img.shape[2] == 1:
-                    r[4][name] = np.repeat(img, 3, axis=2)
-    shapes = {(*sizes.pop(), max(channels))}
-    datasets = sorted({r[0] for r in records})
+    datasets = sorted({clip.dataset for clip, _ in loaded})
     if class_set == "all":
-        classes = sorted({normalise_emotion(r[3]) for r in records})
+        classes = sorted({normalise_emotion(clip.emotion) for clip, _ in loaded})
     else:
         classes = list(dict.fromkeys(c for d in datasets for c in class_names(d, class_set)))
-    index = {c: i for i, c in enumerate(classes)}
-    labels = np.array([index[map_label(r[0], class_set, r[3])] for r in records], np.int64)
-    counts = np.bincount(labels, minlength=len(classes))
+    clips = assemble(loaded, classes, class_set)
+    counts = np.bincount(clips.labels, minlength=len(classes))
     if (counts == 0).any():
         empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
         raise DataError(f"class set {class_set!r} leaves no clips in class(es) "
                         f"{', '.join(empty)} in {', '.join(map(str, paths))}")
-    shape = shapes.pop()
-    full = np.stack([r[4]["full"] for r in records]).astype(np.float32, copy=False)
-    onset = np.zeros((len(records), *shape), np.float32)
-    offset = np.zeros_like(onset)
-    has_onset = np.zeros(len(records), bool)
-    has_offset = np.zeros(len(records), bool)
-    for i, r in enumerate(records):
-        if "onset" in r[4]:
-            onset[i], has_onset[i] = r[4]["onset"], True
-        if "offset" in r[4]:
-            offset[i], has_offset[i] = r[4]["offset"], True
-    apex = None
-    if all(STILL in r[4] for r in records):
-        apex = np.stack([r[4][STILL] for r in records]).astype(np.float32, copy=False)
-    return ClipSet(
-        keys=[f"{r[0]}:{r[1]}/{r[2]}" for r in records],
-        subjects=np.array([f"{r[0]}:{r[1]}" for r in records]), labels=labels,
-        classes=classes, full=full, onset=onset, offset=offset, has_onset=has_onset,
-        has_offset=has_offset, apex=apex,
-    )
+    return clips
+
+
+def assemble(loaded: Iterable[Loaded], classes: list[str], class_set: str) -> ClipSet:
+    """Loaded clips -> a :class:`ClipSet`, labelled with ``classes`` under ``class_set``
+    (:data:`UNLABELLED` where a clip's emotion is outside them). Raises :class:`DataError`
+    when the images differ in size."""
+    loaded = list(loaded)
+    sizes = {images["full"].shape[:2] for _, images in loaded}
+    if len(sizes) > 1:
+        raise DataError(f"the caches hold images of different sizes {sorted(sizes)} (H, W); "
+                        "build them with the same --size")
+    channels = {images["full"].shape[2] for _, images in loaded}
+    if len(channels) > 1:  # greyscale SAMM beside colour CASME II (the MEGC composite)
+        for _, images in loaded:
+            for name, img in images.items():
+                if img.shape[2] == 1:
+                    images[name] = np.repeat(img, 3, axis=2)
+    shape = (*sizes.pop(), max(channels))
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index.get(map_label(clip.dataset, class_set, clip.emotion), UNLABELLED)
+                       for clip, _ in loaded], np.int64)
+    n = len(loaded)
+    full = np.stack([images["full"] for _, images in loaded]).astype(np.float32, copy=False)
+    phase = {p: np.zeros((n, *shape), np.float32) for p in ("onset", "offset")}
+    has = {p: np.zeros(n, bool) for p in phase}
+    for i, (_, images) in enumerate(loaded):
+        for p in phase:
+            if p in images:
+                phase[p][i], has[p][i] = images[p], True
+    apex_frame = None
+    if all(APEX_FRAME in images for _, images in loaded):
+        apex_frame = np.stack([images[APEX_FRAME] for _, images in loaded]).astype(
+            np.float32, copy=False)
+    names = {k: np.array([getattr(clip, k) for clip, _ in loaded], dtype=object)
+             for k in ("dataset", "subject", "clip")}
+    return ClipSet(datasets=names["dataset"], subjects=names["subject"], clips=names["clip"],
+                   labels=labels, classes=classes, full=full, onset=phase["onset"],
+                   offset=phase["offset"], has_onset=has["onset"], has_offset=has["offset"],
+                   apex_frame=apex_frame)

@@ -15,8 +15,7 @@ import numpy as np
 from sklearn.model_selection import KFold, StratifiedGroupKFold, StratifiedKFold
 
 from mer_di.errors import FoldError
-
-PROTOCOLS = ("kfold", "subject-kfold", "loso")
+from mer_di.options import PROTOCOL_NAMES as PROTOCOLS
 
 
 def make_folds(protocol: str, labels: np.ndarray, subjects: np.ndarray, n_folds: int = 5,

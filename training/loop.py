@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from mer_di.training.augment import draw_flip_rotate, flip_rotate
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from mer_di.errors import ReportError
 from mer_di.training.configs import CONFIG_NAMES
 from mer_di.training.figures import plot_confusion, plot_curves
 from mer_di.training.results import METRICS, PRED_COLUMNS, fold_scores, pooled_confusion, summarise
@@ -32,14 +34,12 @@ from mer_di.training.stats import (
     smallest_p,
     win_tie_loss,
 )
-
-from mer_di.errors import ReportError
+from mer_di.training.units import SCORES, Unit
 
 DATASET_NAMES = {"casme2": "CASME II", "samm": "SAMM", "mmew": "MMEW", "all": "all"}
 METRIC_NAMES = {"accuracy": "Acc", "uf1": "UF1", "uar": "UAR"}
 PAIRED_METRICS = ("uf1", "accuracy")
 ALL = "all"
-_UNIT = re.compile(r"^(?P<model>.+)__(?P<config>.+)__seed(?P<seed>-?\d+)__fold(?P<fold>\d+)$")
 
 
 @dataclass
@@ -104,7 +104,7 @@ def load_run(path: str | Path) -> Run:
     if lacking:
         raise ReportError(f"{path}/config.json is not a run configuration (no "
                           f"{', '.join(lacking)} in its spec)")
-    missing = [u for u in units if not (path / "units" / u / "scores.json").is_file()]
+    missing = [u for u in units if not (path / "units" / u / SCORES).is_file()]
     if missing:
         raise ReportError(f"{path}: the run is not finished ({len(missing)} of {len(units)} "
                           f"folds missing, e.g. {missing[0]}); {_resume_hint(path)}")
@@ -121,8 +121,9 @@ def load_run(path: str | Path) -> Run:
     have = set(map(tuple, preds[["model", "config", "seed", "fold"]].drop_duplicates()
                    .itertuples(index=False)))
     for u in units:
-        m = _UNIT.match(u)
-        if m and (m["model"], m["config"], int(m["seed"]), int(m["fold"])) not in have:
+        unit = Unit.parse(u)
+        if (unit and unit.fold is not None
+                and (unit.model, unit.config, unit.seed, unit.fold) not in have):
             raise ReportError(f"{path}: predictions.csv lacks the finished fold {u} (it was "
                               f"written before the run ended); {_resume_hint(path)}")
     if len(preds) == 0:
@@ -452,8 +453,37 @@ class Report:
 def make_report(runs: list[str | Path], out: str | Path | None = None,
                 baseline: str = "baseline", n_boot: int = 10_000, seed: int = 0,
                 figures: bool = True) -> Report:
-    """Read the run folders and write the report into ``out`` (default
-    ``<first run>/report``)."""
+    """Read finished run folders and write their report.
+
+    Parameters
+    ----------
+    runs : list of str or Path
+        Run folders made by ``mer-train cv`` (:func:`mer_di.run_cv`); several combine
+        side by side (each (model, configuration, dataset) at most once).
+    out : str or Path, optional
+        The report folder (default ``<first run>/report``).
+    baseline : str
+        The configuration every other one is compared with, fold by fold.
+    n_boot : int
+        Bootstrap resamples of the paired intervals (and random sign flips for the
+        p-value when there are more than 16 folds).
+    seed : int
+        Seed of the bootstrap and the sign flips.
+    figures : bool
+        Also write confusion matrices and learning curves (PNG).
+
+    Returns
+    -------
+    report : Report
+        ``out``; ``table`` (one row per model x configuration x dataset: accuracy, UF1,
+        UAR as fractions in [0, 1], mean and std over folds and pooled); ``paired``;
+        ``markdown`` (what ``table.md`` and ``paired.md`` hold); ``files`` written.
+
+    Raises
+    ------
+    ReportError
+        A folder that is not a finished run, or runs that can't share a table.
+    """
     loaded = load_runs(list(runs))
     long = table_long(loaded)
     pairs = paired(loaded, baseline, n_boot, seed)

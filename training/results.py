@@ -7,9 +7,17 @@ run folder gives exactly the numbers the run printed.
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
+from mer_di.errors import RunError
 from mer_di.training.metrics import confusion, mean_std, scores
+from mer_di.training.units import SCORES, Unit
 
 PRED_COLUMNS = ("model", "config", "seed", "fold", "dataset", "subject", "clip", "label",
                 "pred", "label_name", "pred_name")
@@ -72,3 +80,42 @@ def summary_markdown(summary: pd.DataFrame) -> str:
         lines.append(f"| {r['model']} | {r['config']} | {r['folds']} | " + " | ".join(cells)
                      + " | " + " | ".join(pooled) + " |")
     return "\n".join(lines)
+
+
+def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = print
+                 ) -> pd.DataFrame:
+    """Gather every finished unit of ``out`` into the run's tables; echo the summary."""
+    config = json.loads((out / "config.json").read_text())
+    names = [n for n in config["units"] if (u := Unit.parse(n)) is None or u.fold is not None]
+    done = [out / "units" / name for name in names if (out / "units" / name / SCORES).exists()]
+    missing = len(names) - len(done)
+    if missing:
+        raise RunError(f"{out}: {missing} of {len(names)} folds are not finished; "
+                       "run again with --resume")
+    history = pd.concat([pd.read_csv(d / "history.csv") for d in done], ignore_index=True)
+    preds = pd.concat([pd.read_csv(d / "predictions.csv", keep_default_na=False,
+                                   dtype={"subject": str, "clip": str}) for d in done],
+                      ignore_index=True)[list(PRED_COLUMNS)]
+    _atomic_csv(history, out / "epochs.csv")
+    _atomic_csv(preds, out / "predictions.csv")
+    _atomic_csv(fold_scores(preds, len(classes)), out / "folds.csv")
+    summary = summarise(preds, len(classes))
+    _atomic_csv(summary, out / "summary.csv")
+    table = summary_markdown(summary)
+    spec = config["spec"]
+    head = (f"{', '.join(spec['caches'])}: {config['clips']} clips, classes "
+            f"{', '.join(classes)}; protocol {spec['protocol']}"
+            + (f" ({spec['folds']} folds)" if spec["protocol"] != "loso" else "")
+            + f", seeds {', '.join(map(str, spec['seeds']))}; input: "
+            + ("the apex frame alone (control)" if spec.get("input") == "apex"
+               else "dynamic images"))
+    (out / "summary.md").write_text(f"{head}\n\n{table}\n")
+    echo(head)
+    echo(table)
+    return summary
+
+
+def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from mer_di.data_manifest.synth.sheets import (
     CASME2_HEADER,
     MMEW_HEADER,

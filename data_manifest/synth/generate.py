@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from mer_di.data_manifest.synth.datasets import SPECS, PlannedClip, SynthSpec
 from mer_di.data_manifest.synth.faces import (
     Look,
@@ -27,7 +28,6 @@ from mer_di.data_manifest.synth.faces import (
     random_pose,
     render_base,
 )
-
 from mer_di.errors import SynthError
 
 GROUND_TRUTH = "synth_ground_truth.csv"

@@ -35,8 +35,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from mer_di.training.models.timm_models import create_timm, load_timm_weights
 from torch import nn
+
+from mer_di.training.models.timm_models import create_timm, load_timm_weights
 
 DEFAULT_BACKBONE = "resnet18"
 FULL = {"dim": 256, "heads": 8}

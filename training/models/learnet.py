@@ -32,8 +32,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from mer_di.training.models.weights import load_matching, read_state_dict
 from torch import nn
+
+from mer_di.training.models.weights import load_matching, read_state_dict
 
 FULL = {"stem": 16, "widths": (16, 32, 64), "conv": 256, "dense": 256, "input_size": 112}
 TINY = {"stem": 4, "widths": (4, 8, 16), "conv": 64, "dense": 32, "input_size": 56}

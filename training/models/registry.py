@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import timm
+from torch import nn
+
 from mer_di.training.models.dianet import DEFAULT_BACKBONE, build_dianet
 from mer_di.training.models.learnet import build_learnet
 from mer_di.training.models.timm_models import (
@@ -29,7 +31,6 @@ from mer_di.training.models.timm_models import (
 )
 from mer_di.training.models.vggface import VGGFACE_MEAN, VGGFACE_STD, build_vggface
 from mer_di.training.models.weights import ModelError
-from torch import nn
 
 __all__ = ["MODEL_NAMES", "ModelError", "ModelInfo", "build_model", "is_known"]
 

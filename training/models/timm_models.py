@@ -35,9 +35,10 @@ import re
 from pathlib import Path
 
 import timm
-from mer_di.training.models.weights import ModelError, load_matching, read_state_dict
 from timm.models import get_pretrained_cfg
 from torch import nn
+
+from mer_di.training.models.weights import ModelError, load_matching, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

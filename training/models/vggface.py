@@ -22,8 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from mer_di.training.models.weights import ModelError, load_matching, read_state_dict
 from torch import nn
+
+from mer_di.training.models.weights import ModelError, load_matching, read_state_dict
 
 VGGFACE_MEAN = (129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255)
 VGGFACE_STD = (1 / 255, 1 / 255, 1 / 255)

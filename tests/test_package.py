@@ -1,0 +1,97 @@
+"""The installed package: one top-level name, a lazy public API that keeps torch out of
+light imports, the README's Python example, and clean errors from both commands."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import mer_di
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_only_mer_di(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(REPO)], check=True, cwd=tmp_path)
+    wheel = next(tmp_path.glob("mer_di-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
+    assert tops == {"mer_di"}
+    for module in ("mer_di/pipeline/store.py", "mer_di/training/cli.py",
+                   "mer_di/data_manifest/synth/generate.py", "mer_di/training/models/dianet.py"):
+        assert module in names
+    # the unpacked wheel imports on its own, from a folder that is not the checkout
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import mer_di.training.cli as c; "
+            "assert c.__file__.startswith(sys.argv[1]), c.__file__")
+    subprocess.run([sys.executable, "-c", code, str(site)], check=True, cwd=tmp_path)
+
+
+def test_a_users_training_module_does_not_shadow_ours(tmp_path):
+    """A project with its own training.py on the path still gets our command."""
+    (tmp_path / "training.py").write_text("raise SystemExit('the user module ran')\n")
+    (tmp_path / "pipeline.py").write_text("raise SystemExit('the user module ran')\n")
+    out = subprocess.run([sys.executable, "-m", "mer_di.training.cli", "--help"],
+                         cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert "cv" in out.stdout and "predict" in out.stdout
+
+
+def test_light_imports_never_import_torch():
+    code = ("import sys, mer_di, mer_di.errors, mer_di.options, mer_di.pipeline, "
+            "mer_di.data_manifest; from mer_di import MerError, CacheError, ModelError; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_public_api_is_listed_and_resolves():
+    assert set(dir(mer_di)) == set(mer_di.__all__)
+    for name in mer_di.__all__:
+        assert getattr(mer_di, name) is not None, name
+    with pytest.raises(AttributeError):
+        mer_di.not_a_thing  # noqa: B018
+    assert re.fullmatch(r"\d+\.\d+\.\d+", mer_di.__version__)
+
+
+def test_every_project_error_is_a_mer_error():
+    import mer_di.errors as errors
+
+    classes = [v for v in vars(errors).values() if isinstance(v, type)
+               and issubclass(v, Exception)]
+    assert len(classes) >= 10
+    assert all(issubclass(c, errors.MerError) for c in classes)
+
+
+def _readme_python() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_readme_python(), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "clips" in out and (tmp_path / "runs" / "learnet" / "summary.csv").is_file()
+    assert (tmp_path / "report" / "table.md").is_file()
+
+
+def test_readme_names_every_option_value():
+    from mer_di import options
+
+    text = (REPO / "README.md").read_text()
+    for choices in (options.CROPS, options.WEIGHTS, options.CLASS_SETS, options.PROTOCOLS,
+                    options.CONFIGS, options.INPUTS):
+        for value in choices:
+            assert f"`{value}`" in text, value

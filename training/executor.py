@@ -1,0 +1,96 @@
+"""Executing a run's units. :class:`LocalExecutor` runs them one after another in this
+process; a distributed executor (Ray, one task per unit) plugs in at the same seam: it
+gets the plan and the units still to do, and each unit writes its own folder
+(:func:`mer_di.training.trainer.write_unit`), so it does not matter where or in which order
+the units ran.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from mer_di.training.plan import Plan
+from mer_di.training.samples import ImageBank
+from mer_di.training.trainer import run_unit, write_unit
+from mer_di.training.units import Unit
+
+
+class Executor(Protocol):
+    def run(self, plan: Plan, todo: list[Unit], units_dir, device: torch.device) -> None:
+        """Run every unit of ``todo`` and write its folder under ``units_dir``."""
+
+
+class LocalExecutor:
+    """Units in this process, grouped by (model, configuration, seed), with progress bars
+    (``progress``); a model's images are prepared once and reused by its units."""
+
+    def __init__(self, progress: bool = True):
+        self.progress = progress
+
+    def run(self, plan: Plan, todo: list[Unit], units_dir, device: torch.device) -> None:
+        bank: ImageBank | None = None
+        runs: dict[tuple[str, str, int], list[Unit]] = {}
+        for u in todo:
+            runs.setdefault((u.model, u.config, u.seed), []).append(u)
+        bars = _Bars(self.progress, len(runs))
+        for (model, config, seed), units in runs.items():
+            bars.run(f"{model} {config} seed {seed}", len(units))
+            cfg = plan.cfgs[model]
+            if bank is None or bank.key != (cfg.input_size, cfg.mean, cfg.std):
+                bank = None  # one model's images in memory at a time
+                bank = ImageBank(plan.clips, cfg.input_size, cfg.mean, cfg.std, device)
+            for unit in units:
+                bars.fold(unit.fold, plan.spec.train.epochs)
+                result = run_unit(plan, unit, bank, on_epoch=bars.epoch)
+                write_unit(units_dir, result)
+                bars.fold_done(result.scores)
+            bars.run_done()
+        bars.close()
+
+
+class _Bars:
+    """Progress bars: runs, folds of the current run, epochs of the current fold."""
+
+    def __init__(self, enabled: bool, runs: int):
+        self.enabled = enabled
+        if enabled:
+            from tqdm import tqdm
+
+            self._tqdm = tqdm
+            self.runs = tqdm(total=runs, desc="runs", unit="run", position=0)
+        self.folds = self.epochs = None
+
+    def run(self, label: str, folds: int) -> None:
+        if self.enabled:
+            self.folds = self._tqdm(total=folds, desc=label, unit="fold", position=1,
+                                    leave=False)
+
+    def fold(self, fold: int | None, epochs: int) -> None:
+        if self.enabled:
+            self.epochs = self._tqdm(total=epochs, desc="final" if fold is None
+                                     else f"fold {fold}", unit="epoch", position=2,
+                                     leave=False)
+
+    def epoch(self, record: dict) -> None:
+        if self.enabled:
+            self.epochs.set_postfix(loss=f"{record['train_loss']:.3f}",
+                                    val=f"{record['val_loss']:.3f}", refresh=False)
+            self.epochs.update()
+
+    def fold_done(self, s: dict) -> None:
+        if self.enabled:
+            self.epochs.close()
+            if "uf1" in s:
+                self.folds.set_postfix(last_uf1=f"{s['uf1']:.3f}", refresh=False)
+            self.folds.update()
+
+    def run_done(self) -> None:
+        if self.enabled:
+            self.folds.close()
+            self.runs.update()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.runs.close()

@@ -1,0 +1,183 @@
+"""Planning a cross-validation run: the checked specification, the data, the folds, and the
+list of independent units (model x configuration x seed x fold) that make it.
+
+Nothing here trains or builds a model: a model's input size and normalisation come from
+the registry's metadata (:func:`mer_di.training.models.model_cfg`). Every check that can
+fail does so here, before any unit runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mer_di.errors import MerError, RunError
+from mer_di.options import INPUTS, PROTOCOLS, check
+from mer_di.pipeline.store import open_cache
+from mer_di.training.configs import applies, get_config
+from mer_di.training.data import ClipSet, load_caches
+from mer_di.training.folds import make_folds
+from mer_di.training.loop import TrainOptions
+from mer_di.training.models import ModelCfg, check_weights, is_known, model_cfg
+from mer_di.training.units import Unit
+
+
+@dataclass
+class CVSpec:
+    """Everything that decides a run's numbers (saved as ``config.json``'s ``spec``).
+
+    Parameters
+    ----------
+    caches : list of str
+        Cache files (``mer-prep build-cache``); several combine (the MEGC composite).
+    models : list of str
+        Registered model names or timm model names.
+    configs : list of str
+        Training configurations (:data:`mer_di.options.CONFIGS`).
+    protocol : str
+        ``kfold``, ``subject-kfold`` or ``loso``; ``folds`` for the first two.
+    seeds : list of int
+        Each seed draws its own folds, validation split, initialisation and batches.
+    classes : str
+        The class set (:data:`mer_di.options.CLASS_SETS`).
+    train : TrainOptions
+        The loop's settings (epochs, batch size, learning rate, early stopping).
+    pretrained : dict
+        Weights per model: ``{"*": FILE}`` for every model, ``{model: FILE}`` for one; a
+        FILE may be ``"cache"`` (timm's weights from the local hub cache).
+    backbone : str or None
+        DIANet's stream backbone.
+    tiny : bool
+        Tiny model variants (quick checks, not results).
+    checkpoints : bool
+        Save each unit's chosen weights as a self-contained checkpoint (``model.pt``).
+    input : str
+        ``di`` (dynamic images) or ``apex`` (each clip's apex frame alone, the control).
+    final : bool
+        Also train one model per (model, configuration, seed) on every clip (for
+        ``mer-train predict``); it has no test fold and enters no table.
+    """
+
+    caches: list[str]
+    models: list[str]
+    configs: list[str] = field(default_factory=lambda: ["baseline"])
+    protocol: str = "kfold"
+    folds: int = 5
+    seeds: list[int] = field(default_factory=lambda: [0])
+    classes: str = "five"
+    train: TrainOptions = field(default_factory=TrainOptions)
+    pretrained: dict[str, str] = field(default_factory=dict)
+    backbone: str | None = None
+    tiny: bool = False
+    checkpoints: bool = True
+    input: str = "di"
+    final: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+    def weights_for(self, model: str) -> str | None:
+        """The weights file (or "cache") model ``model`` starts from; None: random."""
+        return self.pretrained.get(model, self.pretrained.get("*"))
+
+    def model_cfg(self, model: str) -> ModelCfg:
+        """The registry's metadata of ``model`` as this run builds it."""
+        return model_cfg(model, tiny=self.tiny, backbone=self.backbone)
+
+
+@dataclass
+class Plan:
+    """A checked run: the data, the folds per seed and the units, before any training."""
+
+    spec: CVSpec
+    clips: ClipSet
+    folds: dict[int, list[np.ndarray]]
+    units: list[Unit]
+    cfgs: dict[str, ModelCfg]
+    skipped: list[str]
+    cache_params: list[dict[str, str]]
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` (CUDA when there is one), ``cpu`` or ``cuda[:N]`` as a torch device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError(f"--device {device}: no CUDA device here")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise RunError(f"--device {device}: give auto, cpu or cuda[:N]") from None
+
+
+def plan_run(spec: CVSpec) -> Plan:
+    """Check everything a run needs and raise :class:`RunError` (or the data's, folds' or
+    configurations' error) before any training."""
+    try:
+        spec.train.check()
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    unknown = [m for m in spec.models if not is_known(m)]
+    if unknown:
+        raise RunError(f"unknown model(s) {', '.join(unknown)}: not registered and not a timm "
+                       "model name")
+    for c in spec.configs:
+        get_config(c)
+    check("protocol", spec.protocol, PROTOCOLS, RunError)
+    check("input", spec.input, INPUTS, RunError)
+    for model, path in spec.pretrained.items():
+        if model != "*" and model not in spec.models:
+            raise RunError(f"--pretrained {model}={path}: {model} is not a --model of this run")
+        if path != "cache" and not Path(path).is_file():
+            raise RunError(f"--pretrained {path}: no such file (give a weights file, or "
+                           "'cache' for timm's weights from the local hub cache)")
+    if not spec.seeds:
+        raise RunError("no seeds given")
+    clips = load_caches(spec.caches, spec.classes)
+    if spec.input == "apex" and clips.apex_frame is None:
+        raise RunError(f"--input apex: {', '.join(spec.caches)} hold no apex frames (built "
+                       "before cache schema 2); rebuild with mer-prep build-cache --rebuild")
+    folds = {s: make_folds(spec.protocol, clips.labels, clips.groups, spec.folds, s)
+             for s in spec.seeds}
+    cfgs, units, skipped = {}, [], []
+    for model in spec.models:
+        try:
+            cfg = cfgs[model] = spec.model_cfg(model)
+            weights = spec.weights_for(model)
+            if weights is not None:
+                check_weights(model, len(clips.classes), weights, tiny=spec.tiny,
+                              backbone=spec.backbone)
+        except MerError as exc:
+            raise RunError(str(exc)) from None
+        if spec.input == "apex" and cfg.pair:
+            raise RunError(f"--input apex: {model} takes a pair of phase images, not one frame")
+        for config in spec.configs:
+            why = _inapplicable(spec, model, config, cfg.pair)
+            if why:
+                skipped.append(f"{model} x {config}: {why}")
+                continue
+            for s in spec.seeds:
+                units += [Unit(model, config, s, k) for k in range(len(folds[s]))]
+                if spec.final:
+                    units.append(Unit(model, config, s, None))
+    if not units:
+        raise RunError("nothing to run: " + "; ".join(skipped))
+    cache_params = []
+    for path in spec.caches:
+        with open_cache(path) as cache:
+            cache_params.append(cache.params)
+    return Plan(spec, clips, folds, units, cfgs, skipped, cache_params)
+
+
+def _inapplicable(spec: CVSpec, model: str, config: str, pair: bool) -> str:
+    """Why ``model`` can't run ``config`` in this run ('' when it can)."""
+    if spec.input == "apex" and get_config(config).dual:
+        return "--input apex has one still frame per clip, no phase images"
+    if not applies(config, pair):
+        return (f"{model} takes each clip's onset and offset images as a pair; the "
+                "dual-phase configurations are for single-image models")
+    return ""

@@ -1,0 +1,141 @@
+"""Training one unit of a run: train one model (model x configuration x seed) on the training part
+of one fold, pick its epoch on a validation split, predict the test fold; and the unit
+folder it is written to.
+
+A unit folder ``units/<unit name>/`` holds ``history.csv`` (one row per epoch),
+``predictions.csv`` (one row per test clip), ``scores.json`` and, with checkpoints on,
+``model.pt``: a self-contained checkpoint (:func:`checkpoint`) that
+:mod:`mer_di.training.predict` loads with ``torch.load(weights_only=True)``. The folder is
+written under a temporary name and renamed when whole, so a unit folder that exists is
+finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mer_di import __version__
+from mer_di.training.configs import get_config
+from mer_di.training.folds import validation_split
+from mer_di.training.loop import fit, predict
+from mer_di.training.metrics import confusion, scores
+from mer_di.training.models import build_model
+from mer_di.training.plan import Plan
+from mer_di.training.samples import ImageBank, unit_samples
+from mer_di.training.units import CHECKPOINT, SCORES, Unit
+
+CHECKPOINT_FORMAT = "mer-di checkpoint 1"
+
+
+@dataclass
+class UnitResult:
+    """What one unit produced: ``history`` one row per epoch, ``predictions`` one row per
+    test clip (none for a final unit), ``scores`` its summary (metrics, epochs, sizes,
+    confusion), ``checkpoint`` the chosen weights with what is needed to use them alone."""
+
+    unit: Unit
+    history: pd.DataFrame
+    predictions: pd.DataFrame
+    scores: dict[str, object]
+    checkpoint: dict[str, object] | None
+
+
+def unit_split(plan: Plan, unit: Unit) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Clip indices ``(train, validation or None, test)`` of ``unit``; a final unit has no
+    test clips and carves its validation split from every clip."""
+    spec, clips = plan.spec, plan.clips
+    test = (np.zeros(0, np.int64) if unit.fold is None
+            else plan.folds[unit.seed][unit.fold])
+    train = np.setdiff1d(np.arange(len(clips)), test)
+    val = None
+    if spec.train.val_fraction > 0:
+        train, val = validation_split(train, clips.labels, clips.groups,
+                                      subject_disjoint=spec.protocol != "kfold",
+                                      fraction=spec.train.val_fraction, seed=unit.seed_value)
+    return train, val, test
+
+
+def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
+             on_epoch: Callable[[dict], None] | None = None) -> UnitResult:
+    """Train and test one unit on ``bank`` (the clip set's images for this model)."""
+    spec, clips = plan.spec, plan.clips
+    cfg, model_cfg = get_config(unit.config), plan.cfgs[unit.model]
+    train, val, test = unit_split(plan, unit)
+    apex_frame = spec.input == "apex"
+    train_s = unit_samples(clips, bank, train, model_cfg.pair, cfg.dual, apex_frame)
+    val_s = (unit_samples(clips, bank, val, model_cfg.pair, False, apex_frame)
+             if val is not None else None)
+    test_s = unit_samples(clips, bank, test, model_cfg.pair, False, apex_frame)
+    torch.manual_seed(unit.seed_value)
+    model, info = build_model(unit.model, len(clips.classes),
+                              pretrained=spec.weights_for(unit.model), tiny=spec.tiny,
+                              backbone=spec.backbone)
+    start = time.perf_counter()
+    result = fit(model, bank.tensor, train_s, val_s, spec.train, unit.seed_value, cfg.fliprot,
+                 on_epoch)
+    label = clips.labels[test]
+    pred = (predict(model, bank.tensor, test_s, amp=spec.train.amp).argmax(1) if len(test)
+            else np.zeros(0, np.int64))
+    preds = pd.DataFrame({
+        "model": unit.model, "config": unit.config, "seed": unit.seed, "fold": unit.fold,
+        "dataset": clips.datasets[test], "subject": clips.subjects[test],
+        "clip": clips.clips[test], "label": label, "pred": pred,
+        "label_name": [clips.classes[i] for i in label],
+        "pred_name": [clips.classes[i] for i in pred]})
+    history = pd.DataFrame(result.history)
+    history.insert(0, "fold", unit.fold)
+    for col, value in (("seed", unit.seed), ("config", unit.config), ("model", unit.model)):
+        history.insert(0, col, value)
+    summary = {"model": unit.model, "config": unit.config, "seed": unit.seed,
+               "fold": unit.fold,
+               **(scores(label, pred, len(clips.classes)).as_dict() if len(test) else {}),
+               "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+               "stopped_early": result.stopped_early, "train_samples": len(train_s),
+               "val_clips": 0 if val is None else len(val), "test_clips": len(test),
+               "seconds": time.perf_counter() - start,
+               "confusion": confusion(label, pred, len(clips.classes)).tolist()}
+    state = checkpoint(plan, unit, model, info) if spec.checkpoints else None
+    return UnitResult(unit, history, preds, summary, state)
+
+
+def checkpoint(plan: Plan, unit: Unit, model: torch.nn.Module, info) -> dict[str, object]:
+    """The unit's chosen weights with everything needed to use them alone: the model and
+    how to build it, the classes, the input (size, normalisation, dynamic images or apex
+    frame) and the caches' build parameters. Only tensors, numbers, text, lists and dicts,
+    so it loads with ``torch.load(weights_only=True)``."""
+    spec = plan.spec
+    return {
+        "format": CHECKPOINT_FORMAT, "tool_version": __version__,
+        "model": unit.model, "tiny": spec.tiny, "backbone": spec.backbone,
+        "pair": info.pair, "input_size": info.input_size, "mean": list(info.mean),
+        "std": list(info.std), "input": spec.input,
+        "classes": list(plan.clips.classes), "class_set": spec.classes,
+        "config": unit.config, "seed": unit.seed, "fold": unit.fold,
+        "caches": [dict(p) for p in plan.cache_params],
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def write_unit(units_dir: Path, result: UnitResult) -> None:
+    """Write ``result`` as its unit folder (temporary name, renamed when whole)."""
+    name = result.unit.name
+    tmp = units_dir / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    result.history.to_csv(tmp / "history.csv", index=False)
+    result.predictions.to_csv(tmp / "predictions.csv", index=False)
+    if result.checkpoint is not None:
+        torch.save(result.checkpoint, tmp / CHECKPOINT)
+    (tmp / SCORES).write_text(json.dumps(result.scores, indent=1))
+    os.rename(tmp, units_dir / name)
