@@ -277,3 +277,49 @@ def test_pretrained_cache_finds_hugging_face_weights(tmp_path, monkeypatch):
     model, info = build_model("resnet34", 3, pretrained="cache", tiny=True)
     assert info.pretrained.endswith("model.safetensors")
     torch.testing.assert_close(model.state_dict()["conv1.weight"], state["conv1.weight"])
+
+
+@pytest.mark.parametrize("name", [*MODEL_NAMES, "resnet18", "convnext_atto"])
+def test_metadata_without_building_equals_the_built_model(name, monkeypatch):
+    from mer_di.training.models import model_cfg
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("model_cfg built a module")
+
+    with monkeypatch.context() as m:
+        m.setattr(nn.Module, "__init__", refuse)
+        cfg = model_cfg(name, tiny=True)
+    _, info = build_model(name, 3, tiny=True)
+    assert (cfg.input_size, cfg.mean, cfg.std, cfg.pair) == (
+        info.input_size, info.mean, info.std, info.pair)
+    assert cfg.from_scratch == (name == "learnet")
+    assert (cfg.weights_file is None) == cfg.from_scratch
+
+
+def test_metadata_errors_match_build_errors():
+    from mer_di.training.models import model_cfg
+
+    with pytest.raises(ModelError, match="unknown model 'resnet-35'"):
+        model_cfg("resnet-35")
+    with pytest.raises(ModelError, match="takes no backbone"):
+        model_cfg("learnet", backbone="resnet18")
+    with pytest.raises(ModelError, match="is not a timm model name"):
+        model_cfg("dianet", backbone="nope")
+    assert model_cfg("vggface").weights_file == "vgg_face_dag.pth"
+    assert model_cfg("dianet", backbone="efficientnet_b0").weights_file == "efficientnet_b0.pth"
+
+
+@pytest.mark.parametrize("name,source", [("vggface", "vggface"), ("resnet34", "resnet34"),
+                                         ("dianet", "resnet18")])
+def test_check_weights_on_the_meta_device(tmp_path, name, source):
+    from mer_di.training.models import check_weights
+
+    good = tmp_path / "good.pth"
+    source_model, _ = build_model(source, 7, tiny=True)
+    torch.save(source_model.state_dict(), good)
+    check_weights(name, 5, good, tiny=True)  # fits: no error
+    bad = tmp_path / "bad.pth"
+    other, _ = build_model("learnet", 7, tiny=True)
+    torch.save(other.state_dict(), bad)
+    with pytest.raises(ModelError, match="does not fit"):
+        check_weights(name, 5, bad, tiny=True)

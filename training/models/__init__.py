@@ -1,16 +1,29 @@
-"""The model zoo: VGG-Face, timm backbones, LEARNet and DIANet, built by name.
+"""The model zoo: VGG-Face, timm backbones, LEARNet and DIANet, by name.
 
-``build_model(name, num_classes, pretrained=None, tiny=False, backbone=None)`` returns the
-model and a :class:`ModelInfo` (input size, normalisation, pair or single input, weights
-loaded, parameter count). See :mod:`mer_di.training.models.registry`.
+Each model's module registers its metadata and builder (:func:`register_model`);
+:func:`model_cfg` reads a model's metadata without building it, :func:`build_model` builds
+it (random initialisation or a local weights file), :func:`check_weights` checks a weights
+file cheaply. See :mod:`mer_di.training.models.registry`.
 """
 
+import importlib
+
 from mer_di.training.models.registry import (
-    MODEL_NAMES,
+    ModelCfg,
     ModelError,
     ModelInfo,
     build_model,
+    check_weights,
     is_known,
+    model_cfg,
+    register_model,
+    registered,
 )
 
-__all__ = ["MODEL_NAMES", "ModelError", "ModelInfo", "build_model", "is_known"]
+# each model's module registers its models on import; this order is MODEL_NAMES' order
+for _module in ("vggface", "timm_models", "learnet", "dianet"):
+    importlib.import_module(f"{__name__}.{_module}")
+MODEL_NAMES: tuple[str, ...] = registered()
+
+__all__ = ["MODEL_NAMES", "ModelCfg", "ModelError", "ModelInfo", "build_model", "check_weights",
+           "is_known", "model_cfg", "register_model"]

@@ -34,10 +34,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import timm
 import torch
 from torch import nn
 
-from mer_di.training.models.timm_models import create_timm, load_timm_weights
+from mer_di.errors import ModelError
+from mer_di.training.models.registry import ModelCfg, register_model
+from mer_di.training.models.timm_models import (
+    create_timm,
+    fixed_size,
+    input_side,
+    load_timm_weights,
+    norm_of,
+)
 
 DEFAULT_BACKBONE = "resnet18"
 FULL = {"dim": 256, "heads": 8}
@@ -129,30 +138,38 @@ class DIANet(nn.Module):
 
 
 def build_dianet(num_classes: int, *, pretrained: str | Path | None = None, tiny: bool = False,
-                 backbone: str | None = None) -> tuple[DIANet, int]:
-    """A DIANet over two ``backbone`` streams and its input side.
-
-    The side is the backbone's (224 for resnet18). Tiny: the backbone's tiny variant (see
-    :mod:`mer_di.training.models.timm_models`), fed 64x64 where it takes any size (so a stride-32
-    CNN gives 2x2 = 4 tokens per stream), with d = 32 and 2 heads.
-    """
-    name = backbone or DEFAULT_BACKBONE
-    streams = [create_timm(name, 0, tiny=tiny, global_pool="") for _ in range(2)]
-    side = streams[0][1]
-    streams = [net for net, _ in streams]
+                 backbone: str | None = None) -> DIANet:
+    """A DIANet over two ``backbone`` streams (default ``resnet18``); tiny: the backbone's
+    tiny variant (see :mod:`mer_di.training.models.timm_models`) with d = 32 and 2 heads.
+    Its input side is :func:`dianet_cfg`'s."""
+    name = _backbone(backbone)
+    streams = [create_timm(name, 0, tiny=tiny, global_pool="")[0] for _ in range(2)]
     if pretrained is not None:
         load_timm_weights(streams[0], name, pretrained, what=f"dianet backbone {name}")
         streams[1].load_state_dict(streams[0].state_dict())
-    if tiny and side < 64 and not _fixed_size(streams[0]):
-        side = 64  # a 2x2 map (4 tokens) per stream rather than one token
     cfg = TINY if tiny else FULL
-    return DIANet(streams[0], streams[1], num_classes, cfg["dim"], cfg["heads"]), side
+    return DIANet(streams[0], streams[1], num_classes, cfg["dim"], cfg["heads"])
 
 
-def _fixed_size(net: nn.Module) -> bool:
-    """Whether a backbone needs its own input size (a ViT's patch embedding, say)."""
-    patch = getattr(net, "patch_embed", None)
-    if patch is None:
-        return False
-    return getattr(patch, "strict_img_size", True) and not getattr(patch, "dynamic_img_size",
-                                                                    False)
+def _backbone(backbone: str | None) -> str:
+    name = backbone or DEFAULT_BACKBONE
+    if not timm.is_model(name):
+        raise ModelError(f"dianet: backbone {name!r} is not a timm model name")
+    return name
+
+
+def dianet_cfg(name: str, tiny: bool, backbone: str | None) -> ModelCfg:
+    """The backbone's input side (224 for resnet18) and normalisation; tiny: 64 where the
+    backbone takes any size (so a stride-32 CNN gives 2x2 = 4 tokens per stream, not one)."""
+    stream = _backbone(backbone)
+    side = input_side(stream, tiny)
+    if tiny and side < 64 and not fixed_size(stream, tiny):
+        side = 64
+    mean, std = norm_of(stream)
+    return ModelCfg(name, side, mean, std, pair=True, weights_file=f"{stream}.pth")
+
+
+register_model("dianet", dianet_cfg,
+               lambda name, n, pretrained, tiny, backbone: build_dianet(
+                   n, pretrained=pretrained, tiny=tiny, backbone=backbone),
+               takes_backbone=True)

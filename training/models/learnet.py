@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mer_di.training.models.registry import ModelCfg, register_model
+from mer_di.training.models.timm_models import IMAGENET_MEAN, IMAGENET_STD
 from mer_di.training.models.weights import load_matching, read_state_dict
 
 FULL = {"stem": 16, "widths": (16, 32, 64), "conv": 256, "dense": 256, "input_size": 112}
@@ -125,3 +127,14 @@ def build_learnet(num_classes: int, *, pretrained: str | Path | None = None,
     if pretrained is not None:
         load_matching(model, read_state_dict(pretrained), pretrained, ("head",), what="learnet")
     return model, cfg["input_size"]
+
+
+def learnet_cfg(name: str, tiny: bool, backbone: str | None) -> ModelCfg:
+    """LEARNet's input (112; tiny 56), ImageNet's normalisation, trained from scratch."""
+    return ModelCfg(name, (TINY if tiny else FULL)["input_size"], IMAGENET_MEAN, IMAGENET_STD,
+                    pair=False, weights_file=None, from_scratch=True)
+
+
+register_model("learnet", learnet_cfg,
+               lambda name, n, pretrained, tiny, backbone: build_learnet(
+                   n, pretrained=pretrained, tiny=tiny)[0])

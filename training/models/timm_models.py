@@ -38,7 +38,14 @@ import timm
 from timm.models import get_pretrained_cfg
 from torch import nn
 
-from mer_di.training.models.weights import ModelError, load_matching, read_state_dict
+from mer_di.errors import ModelError
+from mer_di.training.models.registry import (
+    CACHE,
+    ModelCfg,
+    as_triple,
+    register_model,
+)
+from mer_di.training.models.weights import load_matching, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -68,9 +75,7 @@ def timm_cfg(name: str) -> dict:
 def norm_of(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """(mean, std) the pretrained weights of ``name`` expect on [0, 1] images."""
     cfg = timm_cfg(name)
-    mean = tuple(float(v) for v in cfg.get("mean") or IMAGENET_MEAN)
-    std = tuple(float(v) for v in cfg.get("std") or IMAGENET_STD)
-    return mean, std  # type: ignore[return-value]
+    return as_triple(cfg.get("mean") or IMAGENET_MEAN), as_triple(cfg.get("std") or IMAGENET_STD)
 
 
 def create_timm(name: str, num_classes: int, *, tiny: bool = False,
@@ -88,11 +93,31 @@ def create_timm(name: str, num_classes: int, *, tiny: bool = False,
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
     except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
         raise ModelError(f"timm model {name!r} could not be built: {exc}") from exc
+    return model, input_side(name, tiny)
+
+
+def _has_tiny(arch: str) -> bool:
+    return any(p.fullmatch(arch) for p in (_VGG, _RESNET, _EFFNET_B, _VIT))
+
+
+def input_side(name: str, tiny: bool = False) -> int:
+    """The square input side (pixels) timm model ``name`` is fed: its pretrained cfg's;
+    tiny: :data:`TINY_INPUT` for the families with a tiny variant, otherwise at most
+    :data:`TINY_FALLBACK_INPUT` unless the model needs its own size."""
+    if tiny and _has_tiny(arch_of(name)):
+        return TINY_INPUT
     cfg = timm_cfg(name)
     side = int((cfg.get("input_size") or (3, 224, 224))[-1])
     if tiny and not cfg.get("fixed_input_size", False):
         side = min(side, TINY_FALLBACK_INPUT)
-    return model, side
+    return side
+
+
+def fixed_size(name: str, tiny: bool = False) -> bool:
+    """Whether the model needs exactly its input side (a ViT's patch embedding)."""
+    if tiny and _has_tiny(arch_of(name)):
+        return bool(_VIT.fullmatch(arch_of(name)))  # the tiny ViT is built for 32 only
+    return bool(timm_cfg(name).get("fixed_input_size", False))
 
 
 def _create_tiny(arch: str, num_classes: int, **kwargs) -> nn.Module | None:
@@ -151,9 +176,6 @@ def load_timm_weights(model: nn.Module, name: str, path: str | Path,
 
 
 
-CACHE = "cache"  # --pretrained cache: timm's weights, if already in a local cache
-
-
 def cached_weights(name: str) -> Path | None:
     """The local file of timm's pretrained weights for ``name``, when a download made
     earlier left it in the Hugging Face hub cache (``HF_HUB_CACHE``, by default
@@ -195,3 +217,23 @@ def resolve_pretrained(name: str, pretrained: str | Path | None) -> str | Path |
                          f"{Path(torch.hub.get_dir()) / 'checkpoints'} (nothing is "
                          "downloaded); give a weights file with --pretrained FILE")
     return found
+
+
+def timm_model_cfg(name: str, tiny: bool, backbone: str | None) -> ModelCfg:
+    """A timm model's input side and normalisation from timm's pretrained cfg."""
+    mean, std = norm_of(name)
+    return ModelCfg(name, input_side(name, tiny), mean, std, pair=False,
+                    weights_file=f"{name}.pth")
+
+
+def _build_timm(name: str, num_classes: int, pretrained: str | Path | None, tiny: bool,
+                backbone: str | None) -> nn.Module:
+    model, _ = create_timm(name, num_classes, tiny=tiny)
+    if pretrained is not None:
+        load_timm_weights(model, name, pretrained)
+    return model
+
+
+for _name in ("vgg19", "resnet34", "efficientnet_b0", "vit_base_patch16_224"):
+    register_model(_name, timm_model_cfg, _build_timm, timm_weights=True)
+register_model(None, timm_model_cfg, _build_timm, timm_weights=True, known=timm.is_model)

@@ -24,7 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mer_di.training.models.weights import ModelError, load_matching, read_state_dict
+from mer_di.errors import ModelError
+from mer_di.training.models.registry import ModelCfg, register_model
+from mer_di.training.models.weights import load_matching, read_state_dict
 
 VGGFACE_MEAN = (129.186279296875 / 255, 104.76238250732422 / 255, 93.59396362304688 / 255)
 VGGFACE_STD = (1 / 255, 1 / 255, 1 / 255)
@@ -113,3 +115,14 @@ def _as_linear(state: dict[str, torch.Tensor], model: VGGFace,
                              f"shape {tuple(value.shape)}, which can't be reshaped to the "
                              f"model's {tuple(want)}")
     return out
+
+
+def vggface_cfg(name: str, tiny: bool, backbone: str | None) -> ModelCfg:
+    """VGG-Face's input (224; tiny 32) and the conversion's normalisation."""
+    return ModelCfg(name, (TINY if tiny else FULL)["input_size"], VGGFACE_MEAN, VGGFACE_STD,
+                    pair=False, weights_file="vgg_face_dag.pth")
+
+
+register_model("vggface", vggface_cfg,
+               lambda name, n, pretrained, tiny, backbone: build_vggface(
+                   n, pretrained=pretrained, tiny=tiny)[0])
