@@ -8,18 +8,12 @@ from __future__ import annotations
 
 from mer_di.data_manifest.reader import DatasetReader, Layout
 
-CROPPED = Layout("cropped", "Cropped", "face-cropped reg_imgN.jpg")
-RAW = Layout("raw", "CASME2_RAW_selected", "640x480 imgN.jpg")
+CROPPED = Layout("cropped", "Cropped", "face-cropped reg_imgN.jpg", "reg_img{n}.jpg")
+RAW = Layout("raw", "CASME2_RAW_selected", "640x480 imgN.jpg", "img{n}.jpg")
 
 
 class Casme2Reader(DatasetReader):
-    name = "casme2"
-    title = "CASME II"
+    name, title = "casme2", "CASME II"
     sheet_files = ("CASME2-coding-20140508.xlsx", "CASME2-coding-20190701.xlsx")
     layouts = (CROPPED, RAW)
-
-    def subject_folder(self, number: int) -> str:
-        return f"sub{number:02d}"
-
-    def frame_template(self, layout: Layout, subject: str, clip: str) -> str:
-        return "reg_img{n}.jpg" if layout is CROPPED else "img{n}.jpg"
+    subject_format = "sub{:02d}"

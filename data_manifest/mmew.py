@@ -13,27 +13,22 @@ from pathlib import Path
 from mer_di.data_manifest.classes import normalise_emotion
 from mer_di.data_manifest.reader import DatasetReader, Layout
 
-BY_EMOTION = Layout("emotion", "Micro_Expression", "Micro_Expression/<emotion>/<clip>/<n>.jpg")
-BY_SUBJECT = Layout("subject", "", "<subject>/<emotion>/<clip>/<n>.jpg")
+BY_EMOTION = Layout("emotion", "Micro_Expression", "Micro_Expression/<emotion>/<clip>/<n>.jpg",
+                    "{n}.jpg")
+BY_SUBJECT = Layout("subject", "", "<subject>/<emotion>/<clip>/<n>.jpg", "{n}.jpg")
 
 # folder names an emotion may have on disk, preferred first
 FOLDER_ALIASES = {"others": ("others", "repression"), "repression": ("repression", "others")}
 
 
 class MmewReader(DatasetReader):
-    name = "mmew"
-    title = "MMEW"
+    name, title = "mmew", "MMEW"
     sheet_files = ("MMEW_Micro_Exp.xlsx", "MMEW_Micro_Exp.csv")
     layouts = (BY_EMOTION, BY_SUBJECT)
-
-    def subject_folder(self, number: int) -> str:
-        return f"S{number:02d}"
+    subject_format = "S{:02d}"
 
     def clip_dirs(self, frames_root: Path, layout: Layout, subject: str, clip: str,
                   emotion: str) -> list[Path]:
         emotion = normalise_emotion(emotion)
         base = frames_root if layout is BY_EMOTION else frames_root / subject
         return [base / name / clip for name in FOLDER_ALIASES.get(emotion, (emotion,))]
-
-    def frame_template(self, layout: Layout, subject: str, clip: str) -> str:
-        return "{n}.jpg"

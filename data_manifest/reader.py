@@ -26,6 +26,9 @@ class Layout:
     name: str
     base: str  # folder under the dataset root ('' = the root itself)
     description: str
+    # file name of frame n in a clip folder, a str.format template of n ('{subject}' is
+    # replaced by the subject's folder name first)
+    template: str
 
 
 @dataclass
@@ -108,11 +111,12 @@ class DatasetReader:
     }
     optional_columns: dict[str, tuple[str, ...]] = {"action_units": ("Action Units",)}
     layouts: tuple[Layout, ...] = ()
+    subject_format: str = "{}"  # a subject's folder name from its number ("sub{:02d}")
 
     # -- what a dataset module provides -------------------------------------------
     def subject_folder(self, number: int) -> str:
         """The subject's folder name on disk for subject number ``number``."""
-        raise NotImplementedError
+        return self.subject_format.format(number)
 
     def clip_dirs(self, frames_root: Path, layout: Layout, subject: str, clip: str,
                   emotion: str) -> list[Path]:
@@ -121,7 +125,7 @@ class DatasetReader:
 
     def frame_template(self, layout: Layout, subject: str, clip: str) -> str:
         """File name of frame ``n`` inside a clip folder, as a ``str.format`` template."""
-        raise NotImplementedError
+        return layout.template.replace("{subject}", subject)
 
     def row_checks(self, row: ManifestRow, cells: dict[str, object]) -> list[str]:
         """Extra, dataset-specific problems of a row (default: none)."""

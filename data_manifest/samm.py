@@ -10,23 +10,18 @@ from __future__ import annotations
 from mer_di.data_manifest.reader import DatasetReader, Layout, parse_frame_number
 from mer_di.data_manifest.records import ManifestRow
 
-IN_SAMM = Layout("samm", "SAMM", "SAMM/<subject>/<clip>/<subject>_NNNNN.jpg")
-AT_ROOT = Layout("root", "", "<subject>/<clip>/<subject>_NNNNN.jpg")
+FRAME = "{subject}_{n:05d}.jpg"
+IN_SAMM = Layout("samm", "SAMM", "SAMM/<subject>/<clip>/<subject>_NNNNN.jpg", FRAME)
+AT_ROOT = Layout("root", "", "<subject>/<clip>/<subject>_NNNNN.jpg", FRAME)
 
 
 class SammReader(DatasetReader):
-    name = "samm"
-    title = "SAMM"
+    name, title = "samm", "SAMM"
     sheet_files = ("SAMM_Micro_FACS_Codes_v2.xlsx",)
     # its 'Onset Frame', 'Apex Frame', 'Offset Frame' are the shared names (spaces ignored)
     optional_columns = {**DatasetReader.optional_columns, "duration": ("Duration",)}
     layouts = (IN_SAMM, AT_ROOT)
-
-    def subject_folder(self, number: int) -> str:
-        return f"{number:03d}"
-
-    def frame_template(self, layout: Layout, subject: str, clip: str) -> str:
-        return subject + "_{n:05d}.jpg"
+    subject_format = "{:03d}"
 
     def row_checks(self, row: ManifestRow, cells: dict[str, object]) -> list[str]:
         """The sheet's ``Duration`` must equal ``offset - onset + 1`` (catches typos)."""

@@ -30,7 +30,7 @@ def _describe(c: Cache) -> str:
         labels[clip.label] += 1
         sources[clip.apex_source] += 1
         found = c.shapes(clip)
-        images.update(found)
+        images.update(found.keys())
         shapes.update(found.values())
     lines.append(f"clips: {len(c)} from {len(subjects)} subjects; image shapes (H, W, C): "
                  + ", ".join(f"{s} x{n}" for s, n in shapes.items()))

@@ -163,6 +163,13 @@ def _fma(typingctx, a, x, acc):
     return sig, codegen
 
 
+@numba.njit(cache=True, inline="always")
+def _chain8(a0, a1, a2, a3, a4, a5, a6, a7, x0, x1, x2, x3, x4, x5, x6, x7, acc):
+    """acc + a0 x0 + ... + a7 x7 as eight fused multiply-adds in that order."""
+    return _fma(a7, x7, _fma(a6, x6, _fma(a5, x5, _fma(a4, x4, _fma(
+        a3, x3, _fma(a2, x2, _fma(a1, x1, _fma(a0, x0, acc))))))))
+
+
 @numba.njit(cache=True)
 def _acc2_block8(f, g, frames, t, lo, hi, wa, ia, wb, ib):
     """f += sum_k wa[ia+k] frames[t+k, lo:hi], g += sum_k wb[ib+k] frames[t+k, lo:hi], k < 8."""
@@ -187,22 +194,8 @@ def _acc2_block8(f, g, frames, t, lo, hi, wa, ia, wb, ib):
         x5 = np.float32(s5[j])
         x6 = np.float32(s6[j])
         x7 = np.float32(s7[j])
-        u = _fma(a0, x0, f[j])
-        u = _fma(a1, x1, u)
-        u = _fma(a2, x2, u)
-        u = _fma(a3, x3, u)
-        u = _fma(a4, x4, u)
-        u = _fma(a5, x5, u)
-        u = _fma(a6, x6, u)
-        f[j] = _fma(a7, x7, u)
-        v = _fma(b0, x0, g[j])
-        v = _fma(b1, x1, v)
-        v = _fma(b2, x2, v)
-        v = _fma(b3, x3, v)
-        v = _fma(b4, x4, v)
-        v = _fma(b5, x5, v)
-        v = _fma(b6, x6, v)
-        g[j] = _fma(b7, x7, v)
+        f[j] = _chain8(a0, a1, a2, a3, a4, a5, a6, a7, x0, x1, x2, x3, x4, x5, x6, x7, f[j])
+        g[j] = _chain8(b0, b1, b2, b3, b4, b5, b6, b7, x0, x1, x2, x3, x4, x5, x6, x7, g[j])
 
 
 @numba.njit(cache=True)

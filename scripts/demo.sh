@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$SECONDS
-source scripts/venv.sh
+source scripts/venv.sh ""  # explicit: a sourced script would otherwise see our $1 (OUT_DIR)
 OUT="${1:-demo_out}"
 EPOCHS="${EPOCHS:-30}"
 rm -rf "$OUT"

@@ -1,6 +1,7 @@
 # Sourced by demo.sh and test.sh: create .venv if needed and install the project into it.
 # Usage: source scripts/venv.sh [EXTRAS]   (e.g. "test")
 VENV="${VENV:-.venv}"
+case "$VENV" in /*) ;; *) VENV="$PWD/$VENV" ;; esac  # PATH below needs it absolute
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
@@ -10,4 +11,4 @@ if [ -n "${1:-}" ]; then
 else
   "$VENV/bin/python" -m pip install --quiet -e .
 fi
-export PATH="$PWD/$VENV/bin:$PATH"
+export PATH="$VENV/bin:$PATH"

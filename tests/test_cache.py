@@ -262,3 +262,35 @@ def test_face_detection_is_thread_safe(tmp_path):
     with ThreadPoolExecutor(4) as pool:
         for _ in range(3):
             assert list(pool.map(detect_face, images)) == serial
+
+
+def test_inspect_show_and_the_reader_agree_with_the_build(casme, tmp_path):
+    """`mer-prep inspect` and `show` read the cache through the store's reader; every count
+    they print is the build's."""
+    from mer_di.pipeline.store import open_cache
+
+    cache = tmp_path / "c.h5"
+    report = build_cache("casme2", casme, cache, options=BuildOptions(size=16))
+    with open_cache(cache) as c:
+        clips = list(c)
+        assert len(clips) == report.total
+        middle = [r for r in clips if r.apex_source == "middle"]
+        assert all(r.phases == ("full",) for r in middle)
+        assert all(r.apex_source == "sheet" for r in clips if len(r.phases) == 3)
+        images = c.images(clips[0])
+        assert images["full"].dtype == np.float32 and images["apex_frame"].dtype == np.uint8
+        with pytest.raises(CacheError, match="has no clip 'sub01/nope'"):
+            c.get("sub01", "nope")
+    result = CliRunner().invoke(mer_prep, ["inspect", str(cache)])
+    assert result.exit_code == 0, result.output
+    n_phase = {p: sum(p in r.phases for r in clips) for p in ("full", "onset", "offset")}
+    assert (f"per image: full {n_phase['full']}, onset {n_phase['onset']}, offset "
+            f"{n_phase['offset']}, apex_frame {len(clips)}") in result.output
+    assert f"apex from: middle {len(middle)}, sheet {len(clips) - len(middle)}" in result.output
+    assert f"(16, 16, 3) x{n_phase['full'] + n_phase['onset'] + n_phase['offset'] + len(clips)}" \
+        in result.output
+    png = tmp_path / "clip.png"
+    result = CliRunner().invoke(mer_prep, ["show", str(cache), clips[0].key, "--out", str(png)])
+    assert result.exit_code == 0 and cv2.imread(str(png)) is not None
+    result = CliRunner().invoke(mer_prep, ["show", str(cache), "nokey", "--out", str(png)])
+    assert result.exit_code == 1 and "SUBJECT/CLIP" in result.output
