@@ -13,7 +13,13 @@ import click
 
 from mer_di import __version__
 from mer_di._cli import CleanErrors
-from mer_di.data_manifest import DATASETS, build_manifest, summarise, write_manifest
+from mer_di.data_manifest import (
+    DATASETS,
+    build_manifest,
+    get_reader,
+    summarise,
+    write_manifest,
+)
 from mer_di.options import CLASS_SETS, CROPS, WEIGHTS, describe
 
 
@@ -73,7 +79,7 @@ def _parse_length(_ctx, _param, value: str | None) -> tuple[int, int] | None:
 
 
 @main.command()
-@click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which layout.")
+@click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to create (must be empty or absent).")
 @click.option("--subjects", type=click.IntRange(1, 99), default=6, show_default=True)
@@ -84,7 +90,9 @@ def _parse_length(_ctx, _param, value: str | None) -> tuple[int, int] | None:
 @click.option("--length", callback=_parse_length, default=None,
               help="MIN:MAX frames from onset to offset; default depends on the dataset.")
 @click.option("--layout", default=None,
-              help="casme2: cropped|raw; samm: samm; mmew: emotion|subject (default: first).")
+              help="The reader's frame layout: " + "; ".join(
+                  f"{d}: {'|'.join(x.name for x in get_reader(d).layouts)}" for d in DATASETS)
+              + " (default: the first).")
 @click.option("--seed", type=int, default=0, show_default=True)
 def synth(dataset: str, out: Path, subjects: int, clips_per_class: int,
           frame_size: tuple[int, int] | None, length: tuple[int, int] | None,

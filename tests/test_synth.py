@@ -149,3 +149,23 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
         generate_dataset("casme2", tmp_path / "d", **SMALL)
     assert list(tmp_path.iterdir()) == []
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_every_reader_has_a_generator_that_follows_it(tmp_path):
+    """The generators take layouts, names and classes from the readers: a SAMM look-alike
+    in the reader's second layout (frames at the root) reads back whole."""
+    from mer_di.data_manifest import DATASETS, get_reader
+    from mer_di.data_manifest.synth.generate import SPECS, get_spec
+
+    assert set(SPECS) == set(DATASETS)
+    for name in DATASETS:
+        spec = get_spec(name)
+        assert spec.layouts == tuple(x.name for x in get_reader(name).layouts)
+    root = generate_dataset("samm", tmp_path / "samm", layout="root", subjects=2,
+                            clips_per_class=1, frame_size=(96, 64), length=(5, 6), seed=1).root
+    manifest = build_manifest("samm", root)
+    assert manifest.layout.name == "root"
+    truth = {(r["subject"], r["clip"]) for r in read_ground_truth(root)}
+    assert {(r.subject, r.clip) for r in manifest.rows if r.full_ok} == truth
+    with pytest.raises(SynthError, match="unknown dataset"):
+        get_spec("smic")

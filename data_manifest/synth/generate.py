@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mer_di.data_manifest.synth.datasets import SPECS, PlannedClip, SynthSpec
+from mer_di.data_manifest.synth.casme2 import Casme2Spec
 from mer_di.data_manifest.synth.faces import (
     Look,
     draw_features,
@@ -28,8 +28,12 @@ from mer_di.data_manifest.synth.faces import (
     random_pose,
     render_base,
 )
+from mer_di.data_manifest.synth.mmew import MmewSpec
+from mer_di.data_manifest.synth.samm import SammSpec
+from mer_di.data_manifest.synth.spec import PlannedClip, SynthSpec
 from mer_di.errors import SynthError
 
+SPECS: dict[str, type[SynthSpec]] = {s.name: s for s in (Casme2Spec, SammSpec, MmewSpec)}
 GROUND_TRUTH = "synth_ground_truth.csv"
 GT_FIELDS = ["subject", "clip", "sheet_row", "onset", "apex", "offset", "emotion", "n_frames",
              "first_frame", "last_frame", "true_apex", "motion", "amplitude_px", "quirk"]
@@ -52,6 +56,13 @@ class SynthResult:
         lines += [f"  sheet row {c.sheet_row}  {c.subject}/{c.clip}: {c.quirk}"
                   for c in self.clips if c.quirk]
         return "\n".join(lines)
+
+
+def get_spec(dataset: str) -> SynthSpec:
+    """The generator's rules for ``dataset`` (:class:`SynthError` for others)."""
+    if dataset not in SPECS:
+        raise SynthError(f"unknown dataset {dataset!r}; choose one of {', '.join(SPECS)}")
+    return SPECS[dataset]()
 
 
 def plan_clips(spec: SynthSpec, subjects: int, clips_per_class: int,
@@ -99,7 +110,7 @@ def plan_clips(spec: SynthSpec, subjects: int, clips_per_class: int,
 def _face_box(spec: SynthSpec, layout: str, width: int, height: int,
               rng: np.random.Generator) -> tuple[float, float, float]:
     """``(x0, y0, size)`` of the face box, with per-clip position jitter."""
-    if spec.face_fills_frame[layout]:
+    if spec.face_fills[layout]:
         size = min(width, height) * 0.98
     else:
         size = height * 0.6
@@ -134,10 +145,44 @@ def generate_dataset(dataset: str, out: str | Path, subjects: int = 6, clips_per
                      frame_size: tuple[int, int] | None = None,
                      length: tuple[int, int] | None = None, layout: str | None = None,
                      seed: int = 0, progress: bool = False) -> SynthResult:
-    """Write a look-alike ``dataset`` into ``out`` and return what was written."""
-    if dataset not in SPECS:
-        raise SynthError(f"unknown dataset {dataset!r}; choose one of {', '.join(SPECS)}")
-    spec = SPECS[dataset]
+    """Write a look-alike ``dataset`` in its official layout into ``out``.
+
+    Parameters
+    ----------
+    dataset : str
+        ``casme2``, ``samm`` or ``mmew``.
+    out : str or Path
+        A folder to create (absent or empty); written under a temporary name and renamed
+        when whole.
+    subjects : int
+        Subjects, each with its own look.
+    clips_per_class : int
+        Clips of each of the five classes per subject (the last subject also gets one
+        clip outside the five).
+    frame_size : (int, int), optional
+        Frame width and height in pixels (default: the dataset's).
+    length : (int, int), optional
+        Shortest and longest clip, frames from onset to offset (default: the dataset's).
+    layout : str, optional
+        One of the reader's frame layouts (default: its first).
+    seed : int
+        The same seed gives the same bytes.
+    progress : bool
+        A progress bar over clips.
+
+    Returns
+    -------
+    result : SynthResult
+        ``root``, ``sheet``, the planned ``clips`` (sheet values, true apex and motion,
+        planted quirks) and the frames written; ``root/synth_ground_truth.csv`` holds the
+        same per clip.
+
+    Raises
+    ------
+    SynthError
+        An unknown dataset or layout, too short clips, or an ``out`` that is not empty.
+    """
+    spec = get_spec(dataset)
     layout = layout or spec.layouts[0]
     if layout not in spec.layouts:
         raise SynthError(f"{dataset} has no layout {layout!r}; choose {', '.join(spec.layouts)}")
