@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,8 +20,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_wheel_installs_only_mer_di(tmp_path):
+    # built from a copy: setuptools leaves build/ in the source tree, and a stale build/
+    # would put deleted modules into the next wheel
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".ruff_cache", "demo_out"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(REPO)], check=True, cwd=tmp_path)
+                    "-q", "-w", str(tmp_path), str(source)], check=True, cwd=tmp_path)
     wheel = next(tmp_path.glob("mer_di-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
