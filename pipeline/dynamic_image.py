@@ -201,10 +201,8 @@ def _acc2_block8(f, g, frames, t, lo, hi, wa, ia, wb, ib):
 @numba.njit(cache=True)
 def _acc2_block4(f, g, frames, t, lo, hi, wa, ia, wb, ib):
     """Like :func:`_acc2_block8` for 4 frames."""
-    s0 = frames[t, lo:hi]
-    s1 = frames[t + 1, lo:hi]
-    s2 = frames[t + 2, lo:hi]
-    s3 = frames[t + 3, lo:hi]
+    s0, s1, s2, s3 = (frames[t, lo:hi], frames[t + 1, lo:hi], frames[t + 2, lo:hi],
+                      frames[t + 3, lo:hi])
     a0, a1, a2, a3 = wa[ia], wa[ia + 1], wa[ia + 2], wa[ia + 3]
     b0, b1, b2, b3 = wb[ib], wb[ib + 1], wb[ib + 2], wb[ib + 3]
     for j in range(f.size):

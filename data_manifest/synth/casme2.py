@@ -9,11 +9,9 @@ from mer_di.data_manifest.synth.spec import AU, OBJECTIVE, PlannedClip, SynthSpe
 
 
 class Casme2Spec(SynthSpec):
-    name = "casme2"
-    extra_emotion = "fear"
-    motions = {"happiness": "lip_corner_pull", "disgust": "nose_wrinkle",
-               "surprise": "brow_raise", "repression": "lip_press", "others": "eye_widen",
-               "fear": "brow_lower"}
+    name, extra_emotion = "casme2", "fear"
+    motion_order = ("lip_corner_pull", "nose_wrinkle", "brow_raise", "lip_press", "eye_widen",
+                    "brow_lower")
     frame_size = (192, 224)
     face_fills = {"cropped": True, "raw": False}
     header = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,

@@ -9,11 +9,9 @@ from mer_di.data_manifest.synth.spec import AU, PlannedClip, SynthSpec
 
 
 class MmewSpec(SynthSpec):
-    name = "mmew"
-    extra_emotion = "sadness"
-    motions = {"happiness": "lip_corner_pull", "surprise": "brow_raise",
-               "disgust": "nose_wrinkle", "fear": "eye_widen", "others": "lip_press",
-               "sadness": "brow_lower"}
+    name, extra_emotion = "mmew", "sadness"
+    motion_order = ("lip_corner_pull", "brow_raise", "nose_wrinkle", "eye_widen", "lip_press",
+                    "brow_lower")
     length = (14, 40)
     face_fills = {"emotion": True, "subject": True}
     pad_frames = False

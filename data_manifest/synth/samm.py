@@ -32,10 +32,9 @@ SAMM_NOTES: list[dict[int, str]] = [
 
 
 class SammSpec(SynthSpec):
-    name = "samm"
-    extra_emotion = "Fear"
-    motions = {"Happiness": "lip_corner_pull", "Anger": "brow_lower", "Surprise": "brow_raise",
-               "Contempt": "lip_press", "Other": "eye_widen", "Fear": "nose_wrinkle"}
+    name, extra_emotion = "samm", "Fear"
+    motion_order = ("lip_corner_pull", "brow_lower", "brow_raise", "lip_press", "eye_widen",
+                    "nose_wrinkle")
     frame_size = (680, 363)
     grey = True
     face_fills = {"samm": False, "root": False}

@@ -51,7 +51,8 @@ class SynthSpec:
 
     name: str = ""                       # the reader's dataset name
     extra_emotion: str = ""              # one emotion outside the five, for a quirk row
-    motions: dict[str, str] = {}         # sheet emotion -> motion
+    # the motion of each of the five classes, in class order, then the extra emotion's
+    motion_order: tuple[str, ...] = ()
     frame_size: tuple[int, int] = (224, 224)  # default (W, H)
     length: tuple[int, int] = (20, 40)   # default onset..offset frames
     grey: bool = False
@@ -77,6 +78,11 @@ class SynthSpec:
     def five(self) -> tuple[str, ...]:
         """The five classes as the sheet spells them, in class order."""
         return tuple(self.spell(e) for e in CLASS_SETS[self.name]["five"])
+
+    @property
+    def motions(self) -> dict[str, str]:
+        """Sheet emotion -> the motion its clips make."""
+        return dict(zip((*self.five, self.extra_emotion), self.motion_order, strict=True))
 
     def subject_folder(self, number: int) -> str:
         return self.reader.subject_folder(number)
