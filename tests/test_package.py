@@ -102,3 +102,15 @@ def test_readme_names_every_option_value():
                     options.CONFIGS, options.INPUTS):
         for value in choices:
             assert f"`{value}`" in text, value
+
+
+def test_no_public_name_shadows_a_module():
+    """`from .x import x` in a package's __init__ hides module x behind the function
+    (`import mer_di.training.x as m` would give the function)."""
+    import mer_di.data_manifest
+    import mer_di.pipeline
+    import mer_di.training
+
+    for package in (mer_di.pipeline, mer_di.training, mer_di.data_manifest):
+        modules = {p.stem for p in Path(package.__file__).parent.glob("*.py")}
+        assert not set(package.__all__) & modules, package.__name__

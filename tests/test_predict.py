@@ -15,7 +15,7 @@ from mer_di.data_manifest.synth import generate_dataset
 from mer_di.errors import PredictError
 from mer_di.pipeline.build import BuildOptions, build_cache
 from mer_di.training.cli import main as mer_train
-from mer_di.training.predict import predict
+from mer_di.training.inference import predict
 from mer_di.training.trainer import CHECKPOINT_FORMAT
 
 

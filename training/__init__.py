@@ -5,9 +5,9 @@ into a run folder), :func:`make_report` (tables and figures from run folders) an
 :func:`predict` (a finished run applied to new clips).
 """
 
+from mer_di.training.inference import predict
 from mer_di.training.loop import TrainOptions
 from mer_di.training.plan import CVSpec
-from mer_di.training.predict import predict
 from mer_di.training.report import make_report
 from mer_di.training.runner import run_cv
 

@@ -162,7 +162,7 @@ def predict_command(run, cache, root, dataset, sheet, clips, model, config, seed
                     out) -> None:
     """Apply a trained run's models to the clips of a cache or a dataset folder: one row
     per clip with the predicted class and every class's probability."""
-    from mer_di.training.predict import predict
+    from mer_di.training.inference import predict
 
     table = predict(run, cache=cache, root=root, dataset=dataset, sheet=sheet,
                     clips=list(clips) or None, model=model, config=config, seed=seed,

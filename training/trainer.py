@@ -5,7 +5,7 @@ folder it is written to.
 A unit folder ``units/<unit name>/`` holds ``history.csv`` (one row per epoch),
 ``predictions.csv`` (one row per test clip), ``scores.json`` and, with checkpoints on,
 ``model.pt``: a self-contained checkpoint (:func:`checkpoint`) that
-:mod:`mer_di.training.predict` loads with ``torch.load(weights_only=True)``. The folder is
+:mod:`mer_di.training.inference` loads with ``torch.load(weights_only=True)``. The folder is
 written under a temporary name and renamed when whole, so a unit folder that exists is
 finished.
 """

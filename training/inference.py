@@ -1,5 +1,5 @@
-"""``mer-train predict``: the models of a finished run applied to clips of a cache or of a
-dataset folder, one row per clip with its class probabilities.
+"""Inference (``mer-train predict``): the models of a finished run applied to clips of a
+cache or of a dataset folder, one row per clip with its class probabilities.
 
 A run's checkpoints (``units/<unit>/model.pt``, see :func:`mer_di.training.trainer.checkpoint`)
 carry everything they need: the model and how to build it, the classes, the input size
