@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ class ClipSet:
     def __len__(self) -> int:
         return len(self.clips)
 
-    @property
+    @cached_property
     def groups(self) -> np.ndarray:
         """The subject of each clip as an int [shape=(N,)]: the same number for the same
         (dataset, subject), numbered in sorted order; what subject-wise folds group by."""
