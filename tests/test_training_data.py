@@ -168,3 +168,28 @@ def test_grey_and_colour_caches_combine(small_datasets, tmp_path):
     assert set(clips.datasets) == {"casme2", "samm", "mmew"}
     samm = np.flatnonzero(clips.datasets == "samm")
     np.testing.assert_array_equal(clips.full[samm, ..., 0], clips.full[samm, ..., 2])
+
+
+def test_combining_caches_refuses_duplicates_and_mixed_class_names(small_datasets, tmp_path):
+    """The same cache twice (by path or content) or an overlapping clip would train clips
+    twice (under kfold, in training and test at once); CASME II's 'others' and SAMM's
+    'other' are two classes only by accident of spelling."""
+    import shutil
+
+    casme = build_cache("casme2", small_datasets["casme2"], tmp_path / "c.h5",
+                        options=BuildOptions(size=16)).cache
+    samm = build_cache("samm", small_datasets["samm"], tmp_path / "s.h5",
+                       options=BuildOptions(size=16)).cache
+    with pytest.raises(DataError, match="is given twice"):
+        load_caches([casme, casme])
+    copy = shutil.copy(casme, tmp_path / "copy.h5")
+    with pytest.raises(DataError, match="same content as"):
+        load_caches([casme, copy])
+    other = build_cache("casme2", small_datasets["casme2"], tmp_path / "c2.h5",
+                        options=BuildOptions(size=16, weights="harmonic")).cache  # same clips
+    with pytest.raises(DataError, match="is in more than one of"):
+        load_caches([casme, other], "megc")
+    for class_set in ("five", "all"):
+        with pytest.raises(DataError, match="--classes megc"):
+            load_caches([casme, samm], class_set)
+    assert set(load_caches([casme, samm], "megc").datasets) == {"casme2", "samm"}

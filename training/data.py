@@ -15,9 +15,10 @@ import numpy as np
 from mer_di.data_manifest.classes import class_names, map_label, normalise_emotion
 from mer_di.errors import CacheError, DataError
 from mer_di.options import CLASS_SETS, check
-from mer_di.pipeline.store import APEX_FRAME, IMAGES, CachedClip, open_cache
+from mer_di.pipeline.store import APEX_FRAME, IMAGES, CachedClip, file_sha256, open_cache
 
 UNLABELLED = -1  # a clip whose emotion is outside the classes (only ever predicted)
+CROSS_DATASET_SETS = ("megc",)  # class sets with one meaning across datasets
 
 
 @dataclass
@@ -88,13 +89,20 @@ def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
     check("class set", class_set, CLASS_SETS, DataError)
     if not paths:
         raise DataError("no cache given")
+    _check_distinct_files(paths)
     loaded: list[Loaded] = []
     for path in paths:
         loaded += read_clips(path, lambda c: map_label(c.dataset, class_set, c.emotion)
                              is not None)
     if not loaded:
         raise DataError(f"no clip of {', '.join(map(str, paths))} is in class set {class_set!r}")
+    _check_distinct_clips(loaded, paths)
     datasets = sorted({clip.dataset for clip, _ in loaded})
+    if len(datasets) > 1 and class_set not in CROSS_DATASET_SETS:
+        raise DataError(f"the caches hold {len(datasets)} datasets ({', '.join(datasets)}); "
+                        f"class set {class_set!r} is each dataset's own (their class names "
+                        "differ, e.g. 'others' and 'other'); combine datasets with a class set "
+                        f"defined across them: --classes {' or '.join(CROSS_DATASET_SETS)}")
     if class_set == "all":
         classes = sorted({normalise_emotion(clip.emotion) for clip, _ in loaded})
     else:
@@ -106,6 +114,33 @@ def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
         raise DataError(f"class set {class_set!r} leaves no clips in class(es) "
                         f"{', '.join(empty)} in {', '.join(map(str, paths))}")
     return clips
+
+
+def _check_distinct_files(paths: list[str | Path]) -> None:
+    """The same cache twice (by path or by content) would train its clips twice and, under
+    kfold, put a clip in training and test at once."""
+    seen: dict[str, Path] = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue  # read_clips names it
+        digest = file_sha256(path)
+        if digest in seen:
+            same = "is given twice" if seen[digest].resolve() == path.resolve() else \
+                f"has the same content as {seen[digest]}"
+            raise DataError(f"--cache {path} {same}; give each cache once")
+        seen[digest] = path
+
+
+def _check_distinct_clips(loaded: list[Loaded], paths: list[str | Path]) -> None:
+    """No clip (dataset, subject, clip) may come from two caches."""
+    seen: set[tuple[str, str, str]] = set()
+    for clip, _ in loaded:
+        key = (clip.dataset, clip.subject, clip.clip)
+        if key in seen:
+            raise DataError(f"clip {clip.dataset} {clip.key} is in more than one of "
+                            f"{', '.join(map(str, paths))}; each clip may come from one cache "
+                            "only (two caches of the same dataset overlap)")
+        seen.add(key)
 
 
 def assemble(loaded: Iterable[Loaded], classes: list[str], class_set: str) -> ClipSet:
