@@ -193,3 +193,18 @@ def test_combining_caches_refuses_duplicates_and_mixed_class_names(small_dataset
         with pytest.raises(DataError, match="--classes megc"):
             load_caches([casme, samm], class_set)
     assert set(load_caches([casme, samm], "megc").datasets) == {"casme2", "samm"}
+
+
+def test_a_non_finite_pixel_is_refused_by_clip_and_image(cache, tmp_path):
+    import shutil
+
+    bad = shutil.copy(cache, tmp_path / "inf.h5")
+    with h5py.File(bad, "r+") as f:
+        subject, clip = next((s, c) for s in sorted(f) for c in sorted(f[s])
+                             if "onset" in f[s][c])
+        image = f[subject][clip]["onset"]
+        data = image[()]
+        data[0, 0, 0] = np.inf
+        image[...] = data
+    with pytest.raises(DataError, match=rf"clip {subject}/{clip}, image 'onset', holds non-fin"):
+        load_caches([bad])

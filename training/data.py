@@ -70,12 +70,20 @@ Loaded = tuple[CachedClip, dict[str, np.ndarray]]
 def read_clips(path: str | Path, keep=lambda clip: True) -> list[Loaded]:
     """Every clip of the cache ``path`` that ``keep`` accepts, with its images.
 
-    Raises :class:`DataError` for a missing or foreign file."""
+    Raises :class:`DataError` for a missing or foreign file, or an image with a NaN or inf
+    (named by clip and image)."""
     try:
         with open_cache(path) as cache:
-            return [(clip, cache.images(clip, IMAGES)) for clip in cache if keep(clip)]
+            loaded = [(clip, cache.images(clip, IMAGES)) for clip in cache if keep(clip)]
     except CacheError as exc:
         raise DataError(str(exc)) from None
+    for clip, images in loaded:
+        for name, image in images.items():
+            if not np.isfinite(image).all():  # a NaN or inf would train (and score) silently
+                raise DataError(f"{path}: clip {clip.key}, image {name!r}, holds non-finite "
+                                "values (NaN or inf); rebuild the cache with mer-prep "
+                                "build-cache --rebuild")
+    return loaded
 
 
 def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
