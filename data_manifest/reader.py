@@ -52,6 +52,28 @@ class Manifest:
     def problem_rows(self) -> list[ManifestRow]:
         return [r for r in self.rows if r.problems]
 
+    def why_no_clip(self) -> str:
+        """'' when some row can make a dynamic image; otherwise why none can, with where
+        the sheet and the frames were looked for and, when the sheet sits below the root,
+        the root that would fit."""
+        if any(r.full_ok for r in self.rows):
+            return ""
+        frames = (f"frames looked for under {self.frames_root}" if self.frames_found else
+                  f"no frame folder under {self.root} (looked for "
+                  f"{'; '.join(self.layouts_tried)})")
+        why = (f"none of its {len(self.rows)} rows can make an image (first: row "
+               f"{self.rows[0].sheet_row} {self.rows[0].key}: {self.rows[0].problems})"
+               if self.rows else "it has a header but no rows")
+        hint = ""
+        if self.sheet.parent.resolve() != self.root.resolve():
+            hint = f"; the sheet is in {self.sheet.parent}: is that the --root?"
+        return (f"{self.title}: no usable clip: sheet {self.sheet} (sheet {self.sheet_name!r}, "
+                f"header on row {self.header_row}): {why}; {frames}{hint}")
+
+    @property
+    def frames_root(self) -> Path:
+        return self.root / self.layout.base if self.layout.base else self.root
+
 
 def parse_frame_number(value: object) -> tuple[int | None, str]:
     """``(number, '')`` for 46, 46.0 or ``'46'``; ``(None, reason)`` otherwise."""

@@ -27,8 +27,7 @@ def summarise(manifest: Manifest) -> str:
         f"{manifest.header_row})",
     ]
     if manifest.frames_found:
-        base = manifest.root / manifest.layout.base if manifest.layout.base else manifest.root
-        lines.append(f"frames: {base} (layout {manifest.layout.name}: "
+        lines.append(f"frames: {manifest.frames_root} (layout {manifest.layout.name}: "
                      f"{manifest.layout.description})")
     else:
         lines.append(f"frames: no frame folder under {manifest.root} "

@@ -200,10 +200,14 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         todo: list[tuple[ManifestRow, str]] = []
         keep_old: list[tuple[str, str]] = []  # clips of the old cache, unchanged
         keep_parts: list[tuple[str, str]] = []  # clips an interrupted build finished
+        if manifest.why_no_clip():  # never an empty cache as a success
+            raise BuildError(manifest.why_no_clip())
         for row in manifest.rows:
             if not row.full_ok:
-                report.skipped.append({"key": row.key, "sheet_row": row.sheet_row,
-                                       "reason": row.problems})
+                skip = {"key": row.key, "sheet_row": row.sheet_row, "reason": row.problems}
+                if options.strict:
+                    raise BuildError(_strict_stop(skip, 0, parts))
+                report.skipped.append(skip)
                 continue
             fp = row_fingerprint(row, params)
             name = (row.subject, row.clip)
@@ -231,16 +235,18 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
                 writer.add(parts.load(*name))
             failed = _build_clips(todo, options, parts, writer, report, progress)
             if failed and options.strict:
-                raise BuildError(f"--strict: {failed['key']} (sheet row "
-                                 f"{failed['sheet_row']}): {failed['reason']}; the "
-                                 f"{report.built} clips built so far are kept in {parts.dir} "
-                                 "for the next run")
+                raise BuildError(_strict_stop(failed, report.built, parts))
             root_attrs.update(created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                               skipped=report.skipped)
             report.total = writer.commit(root_attrs)
         parts.clear()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _strict_stop(skip: dict[str, object], built: int, parts: PartStore) -> str:
+    return (f"--strict: {skip['key']} (sheet row {skip['sheet_row']}): {skip['reason']}; the "
+            f"{built} clips built so far are kept in {parts.dir} for the next run")
 
 
 @dataclass

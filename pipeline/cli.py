@@ -48,6 +48,8 @@ def manifest(dataset: str, root: Path, sheet: Path | None, classes: str, out: Pa
     write_manifest(result.rows, out)
     click.echo(summarise(result))
     click.echo(f"\nwrote {len(result.rows)} rows to {out}")
+    if result.why_no_clip():
+        raise click.ClickException(result.why_no_clip())
     if strict and result.problem_rows:
         click.echo(f"--strict: {len(result.problem_rows)} rows have problems", err=True)
         sys.exit(1)

@@ -294,3 +294,39 @@ def test_inspect_show_and_the_reader_agree_with_the_build(casme, tmp_path):
     assert result.exit_code == 0 and cv2.imread(str(png)) is not None
     result = CliRunner().invoke(mer_prep, ["show", str(cache), "nokey", "--out", str(png)])
     assert result.exit_code == 1 and "SUBJECT/CLIP" in result.output
+
+
+def test_a_root_one_folder_too_high_fails_and_writes_no_cache(casme, tmp_path):
+    """The sheet is found one folder below the root, the frames are not: no clip is
+    usable, so the build and the manifest say where things were found and exit 1."""
+    import shutil
+
+    root = tmp_path / "top"
+    shutil.copytree(casme, root / "CASME2")
+    out = tmp_path / "c.h5"
+    with pytest.raises(BuildError, match=r"no usable clip.*the sheet is in .*CASME2: is that"):
+        build_cache("casme2", root, out, options=BuildOptions(size=16))
+    assert not out.exists()
+    result = CliRunner().invoke(mer_prep, ["manifest", "--dataset", "casme2", "--root",
+                                           str(root), "--out", str(tmp_path / "m.csv")])
+    assert result.exit_code == 1 and "no usable clip" in result.output
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("Subject,Filename,OnsetFrame,ApexFrame,OffsetFrame,"
+                           "Estimated Emotion\n")
+    with pytest.raises(BuildError, match="a header but no rows"):
+        build_cache("casme2", casme, out, sheet=header_only, options=BuildOptions(size=16))
+    assert not out.exists()
+
+
+def test_strict_stops_at_a_missing_clip_folder(casme, tmp_path):
+    import shutil
+
+    root = _copy_dataset(casme, tmp_path / "d")
+    gone = next((root / "Cropped").glob("*/*"))
+    shutil.rmtree(gone)
+    out = tmp_path / "c.h5"
+    with pytest.raises(BuildError, match=rf"--strict: {gone.parent.name}/{gone.name} .*clip "
+                                         "folder missing"):
+        build_cache("casme2", root, out, options=BuildOptions(size=16, strict=True))
+    report = build_cache("casme2", root, out, options=BuildOptions(size=16))
+    assert any(s["key"] == f"{gone.parent.name}/{gone.name}" for s in report.skipped)
