@@ -75,6 +75,7 @@ class BuildReport:
     cache: Path
     built: int = 0
     reused: int = 0
+    relabelled: int = 0  # of the reused: their sheet row changed (emotion, AUs), not images
     skipped: list[dict[str, object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     frames: int = 0
@@ -84,8 +85,10 @@ class BuildReport:
     def describe(self) -> str:
         rate = self.built / self.seconds if self.seconds else 0.0
         fps = self.frames / self.seconds if self.seconds else 0.0
+        relabelled = (f", {self.relabelled} of them relabelled from the sheet"
+                      if self.relabelled else "")
         lines = [f"cache {self.cache}: {self.total} clips ({self.built} built, {self.reused} "
-                 f"kept from before), {len(self.skipped)} skipped",
+                 f"kept from before{relabelled}), {len(self.skipped)} skipped",
                  f"built {self.built} clips ({self.frames} frames) in {self.seconds:.1f} s: "
                  f"{rate:.1f} clips/s, {fps:.0f} frames/s"]
         if self.notes:
@@ -102,7 +105,19 @@ def row_fingerprint(row: ManifestRow, params: dict[str, object]) -> str:
     fields = {k: getattr(row, k) for k in ("subject", "clip", "onset", "apex", "offset",
                                            "frame_dir", "frame_template", "onset_ok",
                                            "offset_ok")}
-    blob = json.dumps({"row": fields, "params": params}, sort_keys=True, default=str)
+    return _digest({"row": fields, "params": params})
+
+
+def row_attrs(row: ManifestRow) -> dict[str, object]:
+    """Everything of the sheet's row that the cache stores (and training reads: the
+    emotion, the label), with its own fingerprint: a row whose emotion or action units
+    change is relabelled in the cache even when its images stay."""
+    attrs = {k: getattr(row, k) for k in FIELDS}
+    return {**attrs, "row_fingerprint": _digest(attrs)}
+
+
+def _digest(value: object) -> str:
+    blob = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -128,7 +143,7 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
                       f"middle frame ({row.onset + apex_at})")
     else:
         notes += images.notes
-    attrs = {k: getattr(row, k) for k in FIELDS}
+    attrs = row_attrs(row)
     attrs.update(fingerprint=fingerprint, phases=list(phases), notes=notes,
                  crop_box=dataclasses.astuple(clip.box), jpeg_reduce=clip.reduce,
                  channels=int(clip.frames.shape[3]))
@@ -198,8 +213,10 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         parts.open()
 
         todo: list[tuple[ManifestRow, str]] = []
-        keep_old: list[tuple[str, str]] = []  # clips of the old cache, unchanged
-        keep_parts: list[tuple[str, str]] = []  # clips an interrupted build finished
+        # clips whose images are done: of the old cache, or an interrupted build's parts;
+        # each with its row's attributes now (the sheet may have relabelled it)
+        keep_old: dict[tuple[str, str], dict[str, object]] = {}
+        keep_parts: dict[tuple[str, str], dict[str, object]] = {}
         if manifest.why_no_clip():  # never an empty cache as a success
             raise BuildError(manifest.why_no_clip())
         for row in manifest.rows:
@@ -211,12 +228,16 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
                 continue
             fp = row_fingerprint(row, params)
             name = (row.subject, row.clip)
-            if existing.get(name) == fp:
-                keep_old.append(name)
+            labels = row_attrs(row)
+            if existing.get(name, ("", ""))[0] == fp:
+                keep_old[name] = labels
+                report.relabelled += existing[name][1] != labels["row_fingerprint"]
                 continue
             part = parts.load(*name, images=False)
             if part is not None and part.attrs.get("fingerprint") == fp:
-                keep_parts.append(name)
+                keep_parts[name] = labels
+                report.relabelled += part.attrs.get("row_fingerprint") != labels[
+                    "row_fingerprint"]
                 continue
             todo.append((row, fp))
         report.reused = len(keep_old) + len(keep_parts)
@@ -230,9 +251,11 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
             if keep_old:
                 with h5py.File(out, "r") as old:
                     for name in sorted(keep_old):
-                        writer.copy_from(old, *name)
+                        writer.copy_from(old, *name, attrs=keep_old[name])
             for name in sorted(keep_parts):
-                writer.add(parts.load(*name))
+                record = parts.load(*name)
+                record.attrs.update(keep_parts[name])
+                writer.add(record)
             failed = _build_clips(todo, options, parts, writer, report, progress)
             if failed and options.strict:
                 raise BuildError(_strict_stop(failed, report.built, parts))

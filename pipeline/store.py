@@ -275,7 +275,9 @@ def read_root_attrs(cache: Path) -> dict[str, object]:
         raise CacheError(f"{cache}: not a readable HDF5 cache ({exc})") from exc
 
 
-def clip_fingerprints(cache: Path) -> dict[tuple[str, str], str]:
-    """``{(subject, clip): fingerprint}`` of the clips in ``cache`` (empty when none)."""
+def clip_fingerprints(cache: Path) -> dict[tuple[str, str], tuple[str, str]]:
+    """``{(subject, clip): (fingerprint of the images, of the sheet row)}`` of the clips in
+    ``cache`` (a cache built before rows had one: '')."""
     with open_cache(cache) as c:
-        return {(r.subject, r.clip): str(r.attrs.get("fingerprint", "")) for r in c}
+        return {(r.subject, r.clip): (str(r.attrs.get("fingerprint", "")),
+                                      str(r.attrs.get("row_fingerprint", ""))) for r in c}

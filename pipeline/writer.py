@@ -157,10 +157,14 @@ class CacheWriter:
                     np.float32, copy=False))
         self.count += 1
 
-    def copy_from(self, source: h5py.File, subject: str, clip: str) -> None:
-        """Copy one clip as it is from another open cache (no decoding into NumPy)."""
+    def copy_from(self, source: h5py.File, subject: str, clip: str,
+                  attrs: dict[str, object] | None = None) -> None:
+        """Copy one clip from another open cache (no decoding into NumPy), then set
+        ``attrs`` over its attributes."""
         parent = self._file.require_group(subject)
         source.copy(source[subject][clip], parent, name=clip)
+        for k, v in (attrs or {}).items():
+            parent[clip].attrs[k] = to_attr(v)
         self.count += 1
 
     def commit(self, root_attrs: dict[str, object]) -> int:

@@ -330,3 +330,37 @@ def test_strict_stops_at_a_missing_clip_folder(casme, tmp_path):
         build_cache("casme2", root, out, options=BuildOptions(size=16, strict=True))
     report = build_cache("casme2", root, out, options=BuildOptions(size=16))
     assert any(s["key"] == f"{gone.parent.name}/{gone.name}" for s in report.skipped)
+
+
+def test_a_changed_emotion_relabels_the_cache_without_recomputing(casme, tmp_path):
+    """Switching sheets (2014 -> 2019 CASME II relabels clips) must reach the cache."""
+    import openpyxl
+
+    from mer_di.pipeline.store import open_cache
+
+    root = _copy_dataset(casme, tmp_path / "d")
+    out = tmp_path / "c.h5"
+    first = build_cache("casme2", root, out, options=BuildOptions(size=16))
+    before = _arrays(out)
+    sheet = next(root.glob("CASME2-coding-*.xlsx"))
+    wb = openpyxl.load_workbook(sheet)
+    ws = wb.worksheets[0]
+    header = [c.value for c in ws[1]]
+    row = ws[2]
+    subject = f"sub{int(row[header.index('Subject')].value):02d}"
+    clip = row[header.index("Filename")].value
+    old = row[header.index("Estimated Emotion")].value
+    new = "surprise" if old != "surprise" else "happiness"
+    row[header.index("Estimated Emotion")].value = new
+    wb.save(sheet)
+    again = build_cache("casme2", root, out, options=BuildOptions(size=16))
+    assert again.built == 0 and again.reused == first.total and again.relabelled == 1
+    assert "1 of them relabelled from the sheet" in again.describe()
+    with open_cache(out) as c:
+        record = c.get(subject, clip)
+        assert record.emotion == new and record.label == new
+    after = _arrays(out)
+    assert after.keys() == before.keys()
+    for key in before:
+        np.testing.assert_array_equal(after[key], before[key])
+    assert build_cache("casme2", root, out, options=BuildOptions(size=16)).relabelled == 0
