@@ -22,6 +22,8 @@ from mer_di.data_manifest import (
 )
 from mer_di.options import CLASS_SETS, CROPS, WEIGHTS, describe
 
+MIN_SIZE = 32  # --size: the smallest square side a cache may have
+
 
 @click.group(cls=CleanErrors)
 @click.version_option(__version__, prog_name="mer-prep")
@@ -115,8 +117,10 @@ def _parse_out_size(_ctx, _param, value: str) -> int | None:
         size = int(value)
     except ValueError:
         raise click.BadParameter(f"{value!r}: give a number of pixels or 'native'") from None
-    if size < 8:
-        raise click.BadParameter(f"{value!r}: at least 8 pixels")
+    if size < MIN_SIZE:
+        raise click.BadParameter(f"{value!r}: at least {MIN_SIZE} pixels (a micro-expression "
+                                 "moves 1-2 pixels of a ~200-pixel face: smaller images lose "
+                                 "it, and every model here takes 32 or more)")
     return size
 
 

@@ -234,3 +234,34 @@ def test_pretrained_weights_per_model(cache, tmp_path):
     code, output = _cv("--cache", str(cache), "--model", "learnet", "--pretrained",
                        f"vgg19={weights}", "--out", str(tmp_path / "r2"))
     assert code != 0 and "no such file" in output  # vgg19 is not a model: a file name
+
+
+def test_options_keep_what_the_user_asked(cache, tmp_path):
+    """Repeated --seeds add up; a seed twice and --size 8 are refused; --folds under loso is
+    named as ignored;
+    a model fed images larger than the cache's says so in the output, config.json and
+    summary.md."""
+    out = tmp_path / "run"
+    code, output = _cv("--cache", str(cache), "--model", "learnet", "--config", "baseline",
+                       "--protocol", "subject-kfold", "--folds", "2", "--epochs", "1",
+                       "--seeds", "0", "--seeds", "1", "--no-checkpoints", "--out", str(out))
+    assert code == 0, output
+    config = json.loads((out / "config.json").read_text())
+    assert config["spec"]["seeds"] == [0, 1]
+    note = "the caches' 32x32 images are upsampled to the model's 56x56 input"
+    assert note in output and note in config["notes"][0]
+    assert note in (out / "summary.md").read_text()
+    code, output = _cv("--cache", str(cache), "--model", "learnet", "--seeds", "0,1",
+                       "--seeds", "1", "--out", str(tmp_path / "r2"))
+    assert code == 2 and "seed 1 given twice" in output
+    assert not (tmp_path / "r2").exists()
+    code, output = _cv("--cache", str(cache), "--model", "learnet", "--protocol", "loso",
+                       "--folds", "3", "--config", "baseline", "--epochs", "1",
+                       "--no-checkpoints", "--out", str(tmp_path / "r3"))
+    assert code == 0 and "--folds 3 is ignored: --protocol loso has one fold per" in output
+    from mer_di.pipeline.cli import main as mer_prep
+
+    result = CliRunner().invoke(mer_prep, ["build-cache", "--dataset", "casme2", "--root",
+                                           str(tmp_path), "--out", str(tmp_path / "c.h5"),
+                                           "--size", "8"])
+    assert result.exit_code == 2 and "at least 32 pixels" in result.output

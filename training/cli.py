@@ -12,13 +12,19 @@ from mer_di.data_manifest.registry import DATASETS
 from mer_di.options import CLASS_SETS, CONFIGS, INPUTS, PROTOCOLS, describe
 
 
-def _seeds(ctx, param, value: str) -> list[int]:
+def _seeds(ctx, param, values: tuple[str, ...]) -> list[int]:
+    """``--seeds 0,1 --seeds 2`` -> [0, 1, 2]: repeated and comma-separated both add."""
     try:
-        seeds = [int(s) for s in value.split(",") if s.strip()]
+        seeds = [int(s) for value in values for s in value.split(",") if s.strip()]
     except ValueError:
-        raise click.BadParameter(f"{value!r}: give seeds as integers, e.g. 0,1,2") from None
+        raise click.BadParameter(f"{', '.join(values)!r}: give seeds as integers, e.g. "
+                                 "0,1,2") from None
     if not seeds:
         raise click.BadParameter("give at least one seed")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise click.BadParameter(f"seed {', '.join(map(str, twice))} given twice (each seed "
+                                 "is one repeat of the whole cross-validation)")
     return seeds
 
 
@@ -55,8 +61,9 @@ def main() -> None:
               default="kfold", show_default=True, help=describe(PROTOCOLS) + ".")
 @click.option("--folds", type=int, default=5, show_default=True,
               help="Folds for kfold and subject-kfold.")
-@click.option("--seeds", default="0", show_default=True, callback=_seeds,
-              help="Comma-separated seeds; each gives its own folds, split and initialisation.")
+@click.option("--seeds", multiple=True, default=["0"], show_default=True, callback=_seeds,
+              help="Seeds, comma-separated or repeated (--seeds 0,1 --seeds 2); each gives its "
+              "own folds, split and initialisation.")
 @click.option("--classes", type=click.Choice(tuple(CLASS_SETS)), default="five",
               show_default=True, help="Class set: " + describe(CLASS_SETS) + ".")
 @click.option("--epochs", type=int, default=50, show_default=True, help="Most epochs per fold.")
@@ -99,6 +106,12 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
     """Cross-validate every model x configuration x seed on the cache(s) and print the
     summary (mean +- std over folds, and pooled over folds)."""
     from mer_di.training import CVSpec, TrainOptions, run_cv
+
+    ctx = click.get_current_context()
+    if protocol == "loso" and (ctx.get_parameter_source("folds")
+                               is not click.core.ParameterSource.DEFAULT):
+        click.echo(f"note: --folds {folds} is ignored: --protocol loso has one fold per "
+                   "subject")
 
     spec = CVSpec(caches=list(caches), models=list(models),
                   configs=list(configs) or list(CONFIGS), protocol=protocol,

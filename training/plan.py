@@ -100,6 +100,10 @@ class Plan:
     cfgs: dict[str, ModelCfg]
     skipped: list[str]
     cache_params: list[dict[str, str]]
+    notes: list[str] = field(default_factory=list)  # what the run does that a user may not expect
+
+
+MAX_SEED = (2**32 - 1000) // 1000  # seed * 1000 + fold stays a valid NumPy seed
 
 
 def resolve_device(device: str) -> torch.device:
@@ -137,6 +141,10 @@ def plan_run(spec: CVSpec) -> Plan:
                            "'cache' for timm's weights from the local hub cache)")
     if not spec.seeds:
         raise RunError("no seeds given")
+    bad = [s for s in spec.seeds if not 0 <= s <= MAX_SEED]
+    if bad or len(set(spec.seeds)) < len(spec.seeds):
+        raise RunError(f"seeds {spec.seeds}: each seed once, in 0..{MAX_SEED} (a unit's "
+                       "generators are seeded with seed * 1000 + fold, below 2**32)")
     clips = load_caches(spec.caches, spec.classes)
     if spec.input == "apex" and clips.apex_frame is None:
         raise RunError(f"--input apex: {', '.join(spec.caches)} hold no apex frames (built "
@@ -166,11 +174,22 @@ def plan_run(spec: CVSpec) -> Plan:
                     units.append(Unit(model, config, s, None))
     if not units:
         raise RunError("nothing to run: " + "; ".join(skipped))
+    notes = _upsampling(clips, cfgs)
     cache_params = []
     for path in spec.caches:
         with open_cache(path) as cache:
             cache_params.append(cache.params)
-    return Plan(spec, clips, folds, units, cfgs, skipped, cache_params)
+    return Plan(spec, clips, folds, units, cfgs, skipped, cache_params, notes)
+
+
+def _upsampling(clips: ClipSet, cfgs: dict[str, ModelCfg]) -> list[str]:
+    """A note for each model fed images larger than the cache's: they are upsampled, which
+    adds no detail (build the cache at the model's size instead)."""
+    h, w = clips.full.shape[1:3]
+    return [f"{model}: the caches' {h}x{w} images are upsampled to the model's "
+            f"{cfg.input_size}x{cfg.input_size} input (build the cache with --size "
+            f"{cfg.input_size} to avoid it)"
+            for model, cfg in cfgs.items() if cfg.input_size > min(h, w)]
 
 
 def _inapplicable(spec: CVSpec, model: str, config: str, pair: bool) -> str:

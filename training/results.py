@@ -109,7 +109,8 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
             + f", seeds {', '.join(map(str, spec['seeds']))}; input: "
             + ("the apex frame alone (control)" if spec.get("input") == "apex"
                else "dynamic images"))
-    (out / "summary.md").write_text(f"{head}\n\n{table}\n")
+    notes = "".join(f"\nnote: {n}" for n in config.get("notes", []))
+    (out / "summary.md").write_text(f"{head}{notes}\n\n{table}\n")
     echo(head)
     echo(table)
     return summary

@@ -103,7 +103,8 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
     for stale in units_dir.glob(".tmp-*"):
         shutil.rmtree(stale)  # a unit a killed run was writing
     if not config_path.exists():
-        full = {**record, "tool_version": __version__, "torch": torch.__version__,
+        full = {**record, "notes": plan.notes, "tool_version": __version__,
+                "torch": torch.__version__,
                 "device": str(dev),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         tmp = config_path.with_suffix(".tmp")
@@ -111,6 +112,8 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
         os.replace(tmp, config_path)
     for note in plan.skipped:
         echo(f"skipped {note}")
+    for note in plan.notes:
+        echo(f"note: {note}")
     random = [m for m in spec.models
               if not plan.cfgs[m].from_scratch and spec.weights_for(m) is None]
     if random:
