@@ -63,6 +63,14 @@ class RunError(MerError, ValueError):
     """The run can't start (or continue) as asked; the message says why."""
 
 
+class DivergedError(RunError):
+    """A unit's training met a non-finite loss; ``history`` holds its epochs up to then."""
+
+    def __init__(self, message: str, history: list[dict] | None = None):
+        super().__init__(message)
+        self.history = list(history or [])
+
+
 class ReportError(MerError, ValueError):
     """The report can't be made from the given folders; the message says why."""
 
@@ -71,6 +79,7 @@ class PredictError(MerError, ValueError):
     """A trained run can't be applied to these clips; the message says why."""
 
 
-__all__ = ["BuildError", "CacheError", "ConfigError", "DataError", "FoldError", "FrameError",
+__all__ = ["BuildError", "CacheError", "ConfigError", "DataError", "DivergedError", "FoldError",
+           "FrameError",
            "ManifestError", "MerError", "ModelError", "PredictError", "ReportError",
            "RunError", "SheetError", "SynthError"]

@@ -265,3 +265,27 @@ def test_options_keep_what_the_user_asked(cache, tmp_path):
                                            str(tmp_path), "--out", str(tmp_path / "c.h5"),
                                            "--size", "8"])
     assert result.exit_code == 2 and "at least 32 pixels" in result.output
+
+
+def test_a_diverged_unit_fails_and_no_table_prints_a_number(cache, tmp_path):
+    """--lr 1e12: the loss turns NaN. Before, the run printed a chance-level score with
+    exit 0; now the unit fails, the tables say so without a number, and the exit is 1."""
+    out = tmp_path / "run"
+    code, output = _cv("--cache", str(cache), "--model", "learnet", "--config", "baseline",
+                       "--protocol", "kfold", "--folds", "2", "--epochs", "3", "--lr", "1e12",
+                       "--no-checkpoints", "--out", str(out))
+    assert code == 1, output
+    assert "training diverged" in output and "failures.csv" in output
+    summary_md = (out / "summary.md").read_text()
+    assert "| learnet | baseline | 2 | failed |" in summary_md
+    assert not any(ch.isdigit() for ch in summary_md.split("| learnet | baseline | 2 |")[1]
+                   .split("\n")[0])
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.filter(like="uf1").isna().all().all()
+    failures = pd.read_csv(out / "failures.csv")
+    assert len(failures) == 2 and failures["failed"].str.contains("became nan").all()
+    assert len(pd.read_csv(out / "predictions.csv")) == 0
+    result = CliRunner().invoke(mer_train, ["report", str(out), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "| learnet | baseline | failed | failed | failed |" in result.output
+    assert "Failed, no score: learnet x baseline" in result.output

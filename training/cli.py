@@ -120,7 +120,12 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
                                      patience=patience, val_fraction=val_fraction, amp=amp),
                   pretrained=_weights(pretrained, models), backbone=backbone, tiny=tiny,
                   checkpoints=checkpoints, input=input_, final=final)
-    run_cv(spec, out, resume=resume, device=device, progress=not quiet, echo=click.echo)
+    summary = run_cv(spec, out, resume=resume, device=device, progress=not quiet,
+                     echo=click.echo)
+    failed = summary["failed"].astype(bool).sum() if "failed" in summary else 0
+    if failed:  # the tables are written; the exit code says they are not all numbers
+        raise click.ClickException(f"{failed} model x configuration(s) failed and have no "
+                                   f"score; see {out}/failures.csv")
 
 
 @main.command()

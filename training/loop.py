@@ -10,6 +10,7 @@ ever predicted, after training.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mer_di.errors import DivergedError
 from mer_di.training.augment import draw_flip_rotate, flip_rotate
 
 
@@ -153,6 +155,14 @@ def fit(model: torch.nn.Module, images: torch.Tensor, train: Samples, val: Sampl
         else:
             record["val_loss"] = record["val_accuracy"] = float("nan")
             better = True
+        bad = [k for k in ("train_loss", "val_loss")
+               if not math.isfinite(record[k]) and (k == "train_loss" or val is not None)]
+        if bad:  # diverged: no epoch of this unit can be trusted to give a score
+            record["seconds"] = time.perf_counter() - start
+            result.history.append(record)
+            raise DivergedError(
+                f"the {bad[0].replace('_', ' ')} became {record[bad[0]]} at epoch {epoch} "
+                f"(lr {options.lr:g}): training diverged; try a lower --lr", result.history)
         if better:
             best_loss, result.best_epoch = record.get("val_loss", 0.0), epoch
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in

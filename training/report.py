@@ -34,7 +34,7 @@ from mer_di.training.stats import (
     smallest_p,
     win_tie_loss,
 )
-from mer_di.training.units import SCORES, Unit
+from mer_di.training.units import FAILURES, SCORES, Unit
 
 DATASET_NAMES = {"casme2": "CASME II", "samm": "SAMM", "mmew": "MMEW", "all": "all"}
 METRIC_NAMES = {"accuracy": "Acc", "uf1": "UF1", "uar": "UAR"}
@@ -51,6 +51,8 @@ class Run:
     config: dict
     predictions: pd.DataFrame
     epochs: pd.DataFrame | None
+    # failed units (model, config, seed, fold, failed): their (model, config) has no score
+    failures: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def classes(self) -> list[str]:
@@ -120,13 +122,16 @@ def load_run(path: str | Path) -> Run:
         raise ReportError(f"{pred_path} lacks column(s) {', '.join(absent)}")
     have = set(map(tuple, preds[["model", "config", "seed", "fold"]].drop_duplicates()
                    .itertuples(index=False)))
+    failures = (pd.read_csv(path / FAILURES, dtype={"model": str, "config": str})
+                if (path / FAILURES).is_file() else pd.DataFrame(columns=["model", "config"]))
+    failed = set(zip(failures["model"], failures["config"], strict=True))
     for u in units:
         unit = Unit.parse(u)
-        if (unit and unit.fold is not None
+        if (unit and unit.fold is not None and (unit.model, unit.config) not in failed
                 and (unit.model, unit.config, unit.seed, unit.fold) not in have):
             raise ReportError(f"{path}: predictions.csv lacks the finished fold {u} (it was "
                               f"written before the run ended); {_resume_hint(path)}")
-    if len(preds) == 0:
+    if len(preds) == 0 and not failed:
         raise ReportError(f"{pred_path} holds no predictions")
     n = len(classes)
     bad = ~preds["label"].between(0, n - 1) | ~preds["pred"].between(0, n - 1)
@@ -139,7 +144,8 @@ def load_run(path: str | Path) -> Run:
     if (path / "epochs.csv").is_file():
         epochs = pd.read_csv(path / "epochs.csv", dtype={"model": str, "config": str})
         epochs["model"] = epochs["model"].map(lambda m: model_label(m, spec))
-    return Run(path, safe_name(path.resolve().name), config, preds, epochs)
+    failures["model"] = failures["model"].map(lambda m: model_label(m, spec))
+    return Run(path, safe_name(path.resolve().name), config, preds, epochs, failures)
 
 
 def load_runs(paths: list[str | Path]) -> list[Run]:
@@ -191,6 +197,11 @@ def table_long(runs: list[Run]) -> pd.DataFrame:
                                       "configuration, dataset) once")
                 where[key] = run.path
                 rows.append({"run": str(run.path), "dataset": dataset, **r})
+        for (model, config), g in run.failures.groupby(["model", "config"], sort=False):
+            for dataset in groups or [ALL]:  # a row that says why it has no number
+                rows.append({"run": str(run.path), "dataset": dataset, "model": model,
+                             "config": config, "folds": len(g),
+                             "failed": f"{len(g)} unit(s) failed: {g.iloc[0]['failed']}"})
     df = pd.DataFrame(rows)
     models = _order(df["model"].tolist())
     configs = _order(df["config"].tolist(), CONFIG_NAMES)
@@ -224,6 +235,12 @@ def _cell(mean: float, std: float | None = None) -> str:
     return f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
 
 
+def _failed(row: dict) -> str:
+    """Why a table row has no number ('' for a scored row)."""
+    why = row.get("failed")
+    return why if isinstance(why, str) else ""
+
+
 def table_markdown(long: pd.DataFrame) -> str:
     """Two markdown tables (mean ± std over folds; pooled over folds), percentages."""
     datasets = list(dict.fromkeys(long["dataset"]))
@@ -239,12 +256,16 @@ def table_markdown(long: pd.DataFrame) -> str:
             cells = []
             for d in datasets:
                 r = keyed.get((model, config, d))
-                cells += [cell(r, m) if r is not None else "–" for m in METRICS]
+                cells += [("failed" if _failed(r) else cell(r, m)) if r is not None
+                          else "–" for m in METRICS]
             out.append(f"| {model} | {config} | " + " | ".join(cells) + " |")
         return out
 
+    failed = list(dict.fromkeys(f"Failed, no score: {r['model']} x {r['config']}: {_failed(r)}"
+                                for r in long.to_dict("records") if _failed(r)))
+    failed = ["", *failed] if failed else []
     folds = sorted(set(long["folds"]))
-    several_seeds = bool((long["seeds"] > 1).any())
+    several_seeds = bool((long.reindex(columns=["seeds"])["seeds"] > 1).any())
     n_folds = (f"{folds[0]} test folds" if len(folds) == 1
                else "each cell's test folds (their number is in table.csv)")
     mean = lines(lambda r, m: _cell(r[f"{m}_mean"], r[f"{m}_std"]))
@@ -255,7 +276,7 @@ def table_markdown(long: pd.DataFrame) -> str:
          + (" (of all seeds)" if several_seeds else "") + ".", "", *mean, "",
          "Pooled over folds (%): each metric of all folds' test predictions together"
          + (", per seed, then mean ± std over seeds." if several_seeds else "."), "",
-         *pooled])
+         *pooled, *failed])
 
 
 # --- paired comparisons -----------------------------------------------------------------
@@ -317,7 +338,8 @@ def paired(runs: list[Run], baseline: str = "baseline", n_boot: int = 10_000, se
     ``baseline`` on the same test folds: one row per metric (UF1, accuracy), or one
     ``skipped`` row with the reason. See :mod:`mer_di.training.stats` for the method."""
     entries = _entries(runs)
-    configs = sorted({e.config for e in entries})
+    configs = sorted({e.config for e in entries}
+                     | {c for r in runs for c in r.failures.get("config", [])})
     if baseline not in configs:
         raise ReportError(f"--baseline {baseline}: no run has that configuration (they have "
                           f"{', '.join(configs)})")
@@ -331,6 +353,9 @@ def paired(runs: list[Run], baseline: str = "baseline", n_boot: int = 10_000, se
         cands = [b for b in entries if b.model == e.model and b.config == baseline]
         cands.sort(key=lambda b: b.run is not e.run)  # the same run first
         reason, match = f"no {baseline} run of {e.model}", None
+        if any(((r.failures["model"] == e.model) & (r.failures["config"] == baseline)).any()
+               for r in runs if len(r.failures)):
+            reason = f"{e.model} {baseline} failed (see its run's {FAILURES})"
         for b in cands:
             differs = _differs(e.run, b.run)
             if differs:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from mer_di.errors import RunError
 from mer_di.training.metrics import confusion, mean_std, scores
-from mer_di.training.units import SCORES, Unit
+from mer_di.training.units import FAILED, FAILURES, SCORES, Unit
 
 PRED_COLUMNS = ("model", "config", "seed", "fold", "dataset", "subject", "clip", "label",
                 "pred", "label_name", "pred_name")
@@ -32,7 +32,7 @@ def fold_scores(predictions: pd.DataFrame, n_classes: int) -> pd.DataFrame:
             ["model", "config", "seed", "fold"], sort=False):
         s = scores(g["label"].to_numpy(), g["pred"].to_numpy(), n_classes)
         rows.append({"model": model, "config": config, "seed": seed, "fold": fold, **s.as_dict()})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "config", "seed", "fold", *METRICS, "n"])
 
 
 def summarise(predictions: pd.DataFrame, n_classes: int) -> pd.DataFrame:
@@ -43,6 +43,8 @@ def summarise(predictions: pd.DataFrame, n_classes: int) -> pd.DataFrame:
     sample std) over seeds (std 0 with one seed).
     """
     folds = fold_scores(predictions, n_classes)
+    if folds.empty:  # every (model, config) failed
+        return pd.DataFrame(columns=["model", "config", "seeds", "folds", "clips"])
     rows = []
     for (model, config), g in folds.groupby(GROUP, sort=False):
         row = {"model": model, "config": config, "seeds": g["seed"].nunique(),
@@ -74,11 +76,18 @@ def summary_markdown(summary: pd.DataFrame) -> str:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in summary.to_dict("records"):
+        if r.get("failed"):
+            lines.append(f"| {r['model']} | {r['config']} | {r['folds']} | "
+                         + " | ".join(["failed"] * 2 * len(METRICS)) + " |")
+            continue
         cells = [_pct(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS]
         pooled = [(f"{100 * r[f'pooled_{m}']:.2f}" if r["seeds"] == 1
                    else _pct(r[f"pooled_{m}"], r[f"pooled_{m}_std"])) for m in METRICS]
         lines.append(f"| {r['model']} | {r['config']} | {r['folds']} | " + " | ".join(cells)
                      + " | " + " | ".join(pooled) + " |")
+    failed = [f"failed: {r['model']} x {r['config']}: {r['failed']}"
+              for r in summary.to_dict("records") if r.get("failed")]
+    lines += ["", *failed] if failed else []
     return "\n".join(lines)
 
 
@@ -96,10 +105,22 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
     preds = pd.concat([pd.read_csv(d / "predictions.csv", keep_default_na=False,
                                    dtype={"subject": str, "clip": str}) for d in done],
                       ignore_index=True)[list(PRED_COLUMNS)]
+    failures = pd.DataFrame([s for d in done if FAILED in (s := json.loads(
+        (d / SCORES).read_text()))], columns=["model", "config", "seed", "fold", FAILED])
+    # a (model, config) with a failed unit gets no number: its other folds alone would
+    # give a plausible but wrong score
+    failed = set(zip(failures["model"], failures["config"], strict=True))
+    keep = np.array([pair not in failed for pair in zip(preds["model"], preds["config"],
+                                                         strict=True)], bool)
+    preds = preds.loc[keep]
     _atomic_csv(history, out / "epochs.csv")
     _atomic_csv(preds, out / "predictions.csv")
     _atomic_csv(fold_scores(preds, len(classes)), out / "folds.csv")
-    summary = summarise(preds, len(classes))
+    if len(failures):
+        _atomic_csv(failures, out / FAILURES)
+    else:
+        (out / FAILURES).unlink(missing_ok=True)
+    summary = with_failures(summarise(preds, len(classes)), failures)
     _atomic_csv(summary, out / "summary.csv")
     table = summary_markdown(summary)
     spec = config["spec"]
@@ -114,6 +135,17 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
     echo(head)
     echo(table)
     return summary
+
+
+def with_failures(summary: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
+    """The summary with a row, without numbers, for each (model, config) that has failed
+    units; column ``failed`` says why ('' on the other rows)."""
+    summary = summary.assign(failed="")
+    rows = [{"model": model, "config": config, "folds": len(g),
+             "failed": f"{len(g)} unit(s) failed, e.g. seed {g.iloc[0]['seed']} fold "
+                       f"{g.iloc[0]['fold']}: {g.iloc[0][FAILED]}"}
+            for (model, config), g in failures.groupby(["model", "config"], sort=False)]
+    return pd.concat([summary, pd.DataFrame(rows)], ignore_index=True) if rows else summary
 
 
 def _atomic_csv(df: pd.DataFrame, path: Path) -> None:

@@ -25,14 +25,16 @@ import pandas as pd
 import torch
 
 from mer_di import __version__
+from mer_di.errors import DivergedError
 from mer_di.training.configs import get_config
 from mer_di.training.folds import validation_split
 from mer_di.training.loop import fit, predict
 from mer_di.training.metrics import confusion, scores
 from mer_di.training.models import build_model
 from mer_di.training.plan import Plan
+from mer_di.training.results import PRED_COLUMNS
 from mer_di.training.samples import ImageBank, unit_samples
-from mer_di.training.units import CHECKPOINT, SCORES, Unit
+from mer_di.training.units import CHECKPOINT, FAILED, SCORES, Unit
 
 CHECKPOINT_FORMAT = "mer-di checkpoint 1"
 
@@ -81,8 +83,15 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
                               pretrained=spec.weights_for(unit.model), tiny=spec.tiny,
                               backbone=spec.backbone)
     start = time.perf_counter()
-    result = fit(model, bank.tensor, train_s, val_s, spec.train, unit.seed_value, cfg.fliprot,
-                 on_epoch)
+    try:
+        result = fit(model, bank.tensor, train_s, val_s, spec.train, unit.seed_value,
+                     cfg.fliprot, on_epoch)
+    except DivergedError as exc:  # a failed unit: recorded, never scored
+        return UnitResult(unit, _history(unit, exc.history),
+                          pd.DataFrame(columns=list(PRED_COLUMNS)),
+                          {"model": unit.model, "config": unit.config, "seed": unit.seed,
+                           "fold": unit.fold, FAILED: str(exc),
+                           "seconds": time.perf_counter() - start}, None)
     label = clips.labels[test]
     pred = (predict(model, bank.tensor, test_s, amp=spec.train.amp).argmax(1) if len(test)
             else np.zeros(0, np.int64))
@@ -92,10 +101,7 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
         "clip": clips.clips[test], "label": label, "pred": pred,
         "label_name": [clips.classes[i] for i in label],
         "pred_name": [clips.classes[i] for i in pred]})
-    history = pd.DataFrame(result.history)
-    history.insert(0, "fold", unit.fold)
-    for col, value in (("seed", unit.seed), ("config", unit.config), ("model", unit.model)):
-        history.insert(0, col, value)
+    history = _history(unit, result.history)
     summary = {"model": unit.model, "config": unit.config, "seed": unit.seed,
                "fold": unit.fold,
                **(scores(label, pred, len(clips.classes)).as_dict() if len(test) else {}),
@@ -106,6 +112,15 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
                "confusion": confusion(label, pred, len(clips.classes)).tolist()}
     state = checkpoint(plan, unit, model, info) if spec.checkpoints else None
     return UnitResult(unit, history, preds, summary, state)
+
+
+def _history(unit: Unit, epochs: list[dict]) -> pd.DataFrame:
+    """One row per epoch, led by the unit's model, config, seed and fold."""
+    history = pd.DataFrame(epochs)
+    history.insert(0, "fold", unit.fold)
+    for col, value in (("seed", unit.seed), ("config", unit.config), ("model", unit.model)):
+        history.insert(0, col, value)
+    return history
 
 
 def checkpoint(plan: Plan, unit: Unit, model: torch.nn.Module, info) -> dict[str, object]:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 SCORES = "scores.json"  # written last: its presence marks a finished unit folder
 CHECKPOINT = "model.pt"
+FAILED = "failed"  # the key in a failed unit's scores: why it has no score
+FAILURES = "failures.csv"  # a run's failed units, one row each (absent when none)
 FINAL = "final"  # the fold part of a final unit's name
 _UNIT = re.compile(r"^(?P<model>.+)__(?P<config>.+)__seed(?P<seed>-?\d+)__"
                    rf"(?:fold(?P<fold>\d+)|{FINAL})$")
