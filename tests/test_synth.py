@@ -155,7 +155,7 @@ def test_every_reader_has_a_generator_that_follows_it(tmp_path):
     """The generators take layouts, names and classes from the readers: a SAMM look-alike
     in the reader's second layout (frames at the root) reads back whole."""
     from mer_di.data_manifest import DATASETS, get_reader
-    from mer_di.data_manifest.synth.generate import SPECS, get_spec
+    from mer_di.data_manifest.synth.registry import SPECS, get_spec
 
     assert set(SPECS) == set(DATASETS)
     for name in DATASETS:
@@ -169,3 +169,17 @@ def test_every_reader_has_a_generator_that_follows_it(tmp_path):
     assert {(r.subject, r.clip) for r in manifest.rows if r.full_ok} == truth
     with pytest.raises(SynthError, match="unknown dataset"):
         get_spec("smic")
+
+
+def test_every_spec_takes_its_classes_and_layouts_from_its_reader():
+    """Each spec gives a motion to exactly the reader's five classes and its one extra
+    emotion, and names only its reader's layouts as face-cropped."""
+    from mer_di.data_manifest.classes import CLASS_SETS, normalise_emotion
+    from mer_di.data_manifest.synth.registry import SPECS
+
+    for name, spec in SPECS.items():
+        five = list(CLASS_SETS[name]["five"])
+        assert [normalise_emotion(e) for e in spec.five] == five
+        assert spec.extra_class not in five
+        assert set(spec.motions) == {*five, spec.extra_class}
+        assert set(spec.cropped_layouts) <= set(spec.layouts)

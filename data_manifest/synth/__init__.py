@@ -1,13 +1,18 @@
-"""Look-alike CASME II, SAMM and MMEW datasets: drawn faces, official layouts and sheets."""
+"""Look-alike CASME II, SAMM and MMEW datasets: drawn faces, official layouts and sheets.
+
+One module per dataset (:mod:`.casme2`, :mod:`.samm`, :mod:`.mmew`) over the shared core
+(:mod:`.spec`, :mod:`.plan`, :mod:`.render`, :mod:`.faces`, :mod:`.sheets`), each following
+its reader; :mod:`.generate` writes a dataset.
+"""
 
 from mer_di.data_manifest.synth.generate import (
     GROUND_TRUTH,
-    QUIRKS,
-    SynthError,
     SynthResult,
     generate_dataset,
     read_ground_truth,
 )
+from mer_di.data_manifest.synth.plan import QUIRKS
+from mer_di.errors import SynthError
 
 __all__ = ["GROUND_TRUTH", "QUIRKS", "SynthError", "SynthResult", "generate_dataset",
            "read_ground_truth"]

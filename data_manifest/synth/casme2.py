@@ -1,5 +1,5 @@
-"""The look-alike CASME II: 2019 sheet with its blank columns and a junk last row, frames
-numbered from 1 with padding around each clip, ``EPxx_yy[f]`` clip names."""
+"""The look-alike CASME II: the 2019 sheet with its blank columns and a junk last row,
+frames numbered from 1 with padding around each clip, ``EPxx_yy[f]`` clip names."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from mer_di.data_manifest.synth.spec import AU, OBJECTIVE, PlannedClip, SynthSpe
 
 
 class Casme2Spec(SynthSpec):
-    name, extra_emotion = "casme2", "fear"
-    motion_order = ("lip_corner_pull", "nose_wrinkle", "brow_raise", "lip_press", "eye_widen",
-                    "brow_lower")
+    name, extra_class = "casme2", "fear"
+    motions = {"happiness": "lip_corner_pull", "disgust": "nose_wrinkle", "surprise": "brow_raise",
+               "repression": "lip_press", "others": "eye_widen", "fear": "brow_lower"}
     frame_size = (192, 224)
-    face_fills = {"cropped": True, "raw": False}
+    cropped_layouts = ("cropped",)  # CASME2_RAW_selected frames show the whole scene
     header = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
               "Action Units", "Estimated Emotion", "Objective Classes"]
     empty_sheets = ("Sheet2", "Sheet3")

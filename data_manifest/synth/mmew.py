@@ -1,5 +1,5 @@
-"""The look-alike MMEW: frames numbered 1..N in each clip folder (no padding), clips under
-their emotion's folder, ``Sxx-cc-kkk`` clip names."""
+"""The look-alike MMEW: frames numbered 1..N in each clip folder (no padding), face-cropped
+in both layouts, ``Sxx-cc-kkk`` clip names (``cc``: the emotion's code)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from mer_di.data_manifest.synth.spec import AU, PlannedClip, SynthSpec
 
 
 class MmewSpec(SynthSpec):
-    name, extra_emotion = "mmew", "sadness"
-    motion_order = ("lip_corner_pull", "brow_raise", "nose_wrinkle", "eye_widen", "lip_press",
-                    "brow_lower")
+    name, extra_class = "mmew", "sadness"
+    motions = {"happiness": "lip_corner_pull", "surprise": "brow_raise",
+               "disgust": "nose_wrinkle", "fear": "eye_widen", "others": "lip_press",
+               "sadness": "brow_lower"}
     length = (14, 40)
-    face_fills = {"emotion": True, "subject": True}
-    pad_frames = False
+    cropped_layouts = ("emotion", "subject")
+    pad_frames = False  # onset is frame 1 and offset the last frame on every row
     header = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
               "Estimated Emotion", "remarks"]
 

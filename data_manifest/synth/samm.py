@@ -32,12 +32,12 @@ SAMM_NOTES: list[dict[int, str]] = [
 
 
 class SammSpec(SynthSpec):
-    name, extra_emotion = "samm", "Fear"
-    motion_order = ("lip_corner_pull", "brow_lower", "brow_raise", "lip_press", "eye_widen",
-                    "nose_wrinkle")
+    name, extra_class = "samm", "fear"
+    motions = {"happiness": "lip_corner_pull", "anger": "brow_lower", "surprise": "brow_raise",
+               "contempt": "lip_press", "other": "eye_widen", "fear": "nose_wrinkle"}
     frame_size = (680, 363)
     grey = True
-    face_fills = {"samm": False, "root": False}
+    # no cropped layout: SAMM frames show the background around the head
     first_subject = 6  # SAMM's subjects start at 006
     header = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame",
               "Offset Frame", "Duration", "Micro", "Action Units", "Estimated Emotion",
@@ -46,7 +46,7 @@ class SammSpec(SynthSpec):
     sheet_name = "MICRO_ONLY"
 
     def spell(self, emotion: str) -> str:
-        return emotion.capitalize()
+        return emotion.capitalize()  # SAMM's sheet writes 'Happiness', 'Other'
 
     def clip_name(self, subject: str, emotion: str, k: int, rng: np.random.Generator) -> str:
         return f"{subject}_{rng.integers(1, 8)}_{k + 1}"

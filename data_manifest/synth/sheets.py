@@ -1,4 +1,4 @@
-"""Annotation sheets of the look-alike datasets, in each official sheet's layout.
+"""Writing the look-alike datasets' annotation sheets: an .xlsx of given rows, reproducibly.
 
 Written with openpyxl and then made byte-reproducible: openpyxl stamps the save time into
 the workbook properties and the zip entries, which we replace by a fixed date.
@@ -14,6 +14,7 @@ import openpyxl
 
 FIXED_ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 FIXED_W3C_TIME = "2020-01-01T00:00:00Z"
+
 
 def _write_rows(ws, rows: list[list[object]], first_row: int = 1) -> None:
     for r, values in enumerate(rows, start=first_row):

@@ -1,8 +1,8 @@
-"""What a look-alike dataset is made of, shared by the three generators: the planned clip,
-and :class:`SynthSpec`, whose generic rules come from the dataset's reader (subject and
-frame folder names, layouts, sheet file name, the five classes), so a generated dataset is
-laid out exactly as its reader expects. A dataset module (:mod:`.casme2`, :mod:`.samm`,
-:mod:`.mmew`) adds only what is its own.
+"""The shared core of the look-alike generators: the planned clip, and :class:`SynthSpec`,
+whose generic rules come from the dataset's reader (layouts, subject and frame folder names,
+frame file names, the sheet's file name, the five classes), so a generated dataset is laid
+out exactly as its reader expects. A dataset module (:mod:`.casme2`, :mod:`.samm`,
+:mod:`.mmew`) subclasses it with only what is that dataset's own.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mer_di.data_manifest.classes import CLASS_SETS
+from mer_di.data_manifest.classes import CLASS_SETS, normalise_emotion
 from mer_di.data_manifest.reader import DatasetReader, Layout
 from mer_di.data_manifest.registry import get_reader
 from mer_di.data_manifest.synth.sheets import write_workbook
@@ -26,13 +26,16 @@ OBJECTIVE = {"brow_raise": 2, "brow_lower": 1, "lip_corner_pull": 3, "lip_press"
 
 @dataclass
 class PlannedClip:
-    """One clip of a look-alike dataset: its sheet values and its true motion."""
+    """One clip of a look-alike dataset: its sheet values and its true motion.
+
+    Frame numbers are the numbers in the frame file names; ``amplitude`` is in frame pixels.
+    """
 
     subject_number: int
     subject: str            # folder name
     clip: str
     emotion: str            # as the sheet writes it
-    motion: str
+    motion: str             # a key of faces.MOTIONS
     amplitude: float        # feature displacement at the apex, frame pixels
     onset: int
     apex: int               # the true motion peak
@@ -41,30 +44,35 @@ class PlannedClip:
     last_frame: int
     sheet_apex: object      # what the sheet says (a number, or '/')
     quirk: str = ""
-    sheet_row: int = 0
+    sheet_row: int = 0      # Excel row number, 1-based
     frame_dir: Path | None = None
     frame_template: str = ""
 
 
 class SynthSpec:
-    """A look-alike dataset's rules. Subclasses set the class attributes and write rows."""
+    """A look-alike dataset's rules: class attributes and overridable methods.
 
-    name: str = ""                       # the reader's dataset name
-    extra_emotion: str = ""              # one emotion outside the five, for a quirk row
-    # the motion of each of the five classes, in class order, then the extra emotion's
-    motion_order: tuple[str, ...] = ()
-    frame_size: tuple[int, int] = (224, 224)  # default (W, H)
-    length: tuple[int, int] = (20, 40)   # default onset..offset frames
-    grey: bool = False
-    face_fills: dict[str, bool] = {}     # layout name -> the face box covers the frame
-    pad_frames: bool = True              # frames before onset and after offset on disk
-    first_subject: int = 1               # number of the first subject
-    # the sheet: its header, note rows above it, sheet name, empty sheets after it
+    The generic methods ask the reader of ``name``; a subclass sets the attributes below
+    and writes :meth:`clip_name` and :meth:`sheet_row`.
+    """
+
+    name: str = ""                  # the reader's dataset name
+    extra_class: str = ""           # one emotion outside the five (lowercase), a quirk row
+    # lowercase emotion (the five classes and the extra one) -> the motion its clips make
+    motions: dict[str, str] = {}
+    frame_size: tuple[int, int] = (224, 224)  # default (width, height), pixels
+    length: tuple[int, int] = (20, 40)        # default (shortest, longest) onset..offset, frames
+    grey: bool = False                        # greyscale frames (else BGR)
+    cropped_layouts: tuple[str, ...] = ()     # layouts whose frames are cut to the face
+    pad_frames: bool = True         # frames before onset and after offset on disk
+    first_subject: int = 1          # number of the first subject
+    # the sheet: its header, the note rows above it ({column: text}), sheet name, empty
+    # sheets after it, and which of the reader's sheet file names it is saved as
     header: list[object | None] = []
     notes: list[dict[int, str]] | None = None
     sheet_name: str = "Sheet1"
     empty_sheets: tuple[str, ...] = ()
-    sheet_file_index: int = 0            # which of the reader's sheet file names
+    sheet_file_index: int = 0
 
     def __init__(self) -> None:
         self.reader: DatasetReader = get_reader(self.name)
@@ -72,27 +80,32 @@ class SynthSpec:
     # -- from the reader -------------------------------------------------------------------
     @property
     def layouts(self) -> tuple[str, ...]:
+        """The reader's layout names, its preferred first."""
         return tuple(layout.name for layout in self.reader.layouts)
 
     @property
     def five(self) -> tuple[str, ...]:
-        """The five classes as the sheet spells them, in class order."""
+        """The five classes as the sheet spells them, in class-index order."""
         return tuple(self.spell(e) for e in CLASS_SETS[self.name]["five"])
 
     @property
-    def motions(self) -> dict[str, str]:
-        """Sheet emotion -> the motion its clips make."""
-        return dict(zip((*self.five, self.extra_emotion), self.motion_order, strict=True))
+    def extra_emotion(self) -> str:
+        """The emotion outside the five, as the sheet spells it."""
+        return self.spell(self.extra_class)
+
+    def motion(self, emotion: str) -> str:
+        """The motion of a clip of ``emotion`` (any spelling the reader accepts)."""
+        return self.motions[normalise_emotion(emotion)]
 
     def subject_folder(self, number: int) -> str:
         return self.reader.subject_folder(number)
 
     def frame_location(self, root: Path, layout: str, clip: PlannedClip) -> tuple[Path, str]:
-        """The clip folder and the frame file template under ``root``, as the reader has
-        them for ``layout``."""
+        """``(clip folder, frame file template)`` under ``root``, as the reader has them
+        for ``layout``; the template formats a frame number ``n``."""
         lay: Layout = next(x for x in self.reader.layouts if x.name == layout)
-        frames_root = root / lay.base if lay.base else root
-        folder = self.reader.clip_dirs(frames_root, lay, clip.subject, clip.clip, clip.emotion)[0]
+        folder = self.reader.clip_dirs(root / lay.base, lay, clip.subject, clip.clip,
+                                       clip.emotion)[0]
         return folder, self.reader.frame_template(lay, clip.subject, clip.clip)
 
     # -- the dataset's own ------------------------------------------------------------------
@@ -100,11 +113,16 @@ class SynthSpec:
         """A class name (lowercase) as the sheet writes it."""
         return emotion
 
+    def face_fills(self, layout: str) -> bool:
+        """Whether the face box covers the frame in ``layout`` (frames cut to the face)."""
+        return layout in self.cropped_layouts
+
     def subject_number(self, index: int) -> int:
+        """The number of the ``index``-th subject (0-based)."""
         return index + self.first_subject
 
     def clip_name(self, subject: str, emotion: str, k: int, rng: np.random.Generator) -> str:
-        """The k-th clip name of a subject (unique within the subject)."""
+        """The ``k``-th clip name of a subject (unique within the subject)."""
         raise NotImplementedError
 
     def first_frame(self, rng: np.random.Generator) -> int:
@@ -121,7 +139,7 @@ class SynthSpec:
         return first, onset, onset + n - 1, onset + n - 1 + post
 
     def sheet_row(self, clip: PlannedClip) -> list[object]:
-        """The clip's row of the annotation sheet, cell by cell."""
+        """The clip's row of the annotation sheet, cell by cell (None: a blank cell)."""
         raise NotImplementedError
 
     def trailing_rows(self, clips: list[PlannedClip]) -> list[list[object]]:
