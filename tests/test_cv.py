@@ -289,3 +289,30 @@ def test_a_diverged_unit_fails_and_no_table_prints_a_number(cache, tmp_path):
     assert result.exit_code == 0, result.output
     assert "| learnet | baseline | failed | failed | failed |" in result.output
     assert "Failed, no score: learnet x baseline" in result.output
+
+
+def test_resume_redoes_damaged_units_and_knows_its_own_settings(cache, tmp_path):
+    """A unit cut short or without its scores is redone (and said so); `--resume --out`
+    alone uses the run's settings; the same cache under another path is the same cache;
+    a refusal names each differing option with both values."""
+    import shutil
+
+    args = ["--cache", str(cache), "--model", "learnet", "--config", "baseline", "--protocol",
+            "subject-kfold", "--folds", "2", "--epochs", "1", "--batch-size", "8"]
+    run = tmp_path / "run"
+    assert _cv(*args, "--out", str(run))[0] == 0
+    clean = pd.read_csv(run / "predictions.csv")
+    units = sorted(p for p in (run / "units").iterdir())
+    cut = units[0] / "predictions.csv"
+    cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:2]))  # cut short
+    (units[1] / "scores.json").unlink()  # a unit folder without its scores
+    code, output = _cv("--resume", "--out", str(run))
+    assert code == 0, output
+    assert f"redoing {units[0].name}" in output and f"redoing {units[1].name}" in output
+    pd.testing.assert_frame_equal(pd.read_csv(run / "predictions.csv"), clean)
+    moved = shutil.copy(cache, tmp_path / "elsewhere.h5")  # same content, another path
+    code, output = _cv(*[str(moved) if a == str(cache) else a for a in args], "--out",
+                       str(run), "--resume")
+    assert code == 0 and "2 of 2 folds already done" in output
+    code, output = _cv(*args[:-2], "--batch-size", "5", "--out", str(run), "--resume")
+    assert code != 0 and "train.batch_size: run has 8, asked 5" in output

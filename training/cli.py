@@ -49,10 +49,10 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--cache", "caches", multiple=True, required=True,
+@click.option("--cache", "caches", multiple=True,
               type=click.Path(dir_okay=False), help="A cache from mer-prep build-cache; "
               "repeat to combine datasets (the MEGC composite is three caches).")
-@click.option("--model", "models", multiple=True, required=True,
+@click.option("--model", "models", multiple=True,
               help="vggface, vgg19, resnet34, efficientnet_b0, vit_base_patch16_224, learnet, "
               "dianet, or any timm model name; repeat for several.")
 @click.option("--config", "configs", multiple=True,
@@ -113,6 +113,15 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
         click.echo(f"note: --folds {folds} is ignored: --protocol loso has one fold per "
                    "subject")
 
+    if resume and not caches and not models:  # `--resume --out RUN`: the run's own settings
+        from mer_di.training.runner import resume_spec
+
+        spec = resume_spec(out)
+        return _finish(run_cv(spec, out, resume=True, device=device, progress=not quiet,
+                              echo=click.echo), out)
+    if not caches or not models:
+        raise click.UsageError("give --cache and --model (or --resume --out RUN alone to "
+                               "finish a run with its own settings)")
     spec = CVSpec(caches=list(caches), models=list(models),
                   configs=list(configs) or list(CONFIGS), protocol=protocol,
                   folds=folds, seeds=seeds, classes=classes,
@@ -120,8 +129,11 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
                                      patience=patience, val_fraction=val_fraction, amp=amp),
                   pretrained=_weights(pretrained, models), backbone=backbone, tiny=tiny,
                   checkpoints=checkpoints, input=input_, final=final)
-    summary = run_cv(spec, out, resume=resume, device=device, progress=not quiet,
-                     echo=click.echo)
+    _finish(run_cv(spec, out, resume=resume, device=device, progress=not quiet,
+                   echo=click.echo), out)
+
+
+def _finish(summary, out) -> None:
     failed = summary["failed"].astype(bool).sum() if "failed" in summary else 0
     if failed:  # the tables are written; the exit code says they are not all numbers
         raise click.ClickException(f"{failed} model x configuration(s) failed and have no "

@@ -33,9 +33,12 @@ from mer_di import __version__
 from mer_di.errors import RunError
 from mer_di.pipeline.store import file_sha256
 from mer_di.training.executor import Executor, LocalExecutor
+from mer_di.training.loop import TrainOptions
 from mer_di.training.plan import CVSpec, Plan, plan_run, resolve_device
 from mer_di.training.results import write_tables
-from mer_di.training.units import unit_done
+from mer_di.training.units import unit_damage, unit_done
+
+RECORD_KEYS = ("spec", "caches_sha256", "classes", "clips", "units", "skipped")
 
 
 def _config_record(plan: Plan) -> dict[str, object]:
@@ -44,6 +47,41 @@ def _config_record(plan: Plan) -> dict[str, object]:
             "caches_sha256": {c: file_sha256(c) for c in spec.caches},
             "classes": plan.clips.classes, "clips": len(plan.clips),
             "units": [u.name for u in plan.units], "skipped": plan.skipped}
+
+
+def _comparable(record: dict[str, object]) -> dict[str, object]:
+    """A run's record as resuming compares it: every setting flattened (``spec.train.lr``),
+    and each cache by its content (its SHA-256), not by the path it was given under."""
+    flat: dict[str, object] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            flat[prefix] = value
+
+    shas = dict(record.get("caches_sha256") or {})
+    walk("", {k: v for k, v in record.items() if k in RECORD_KEYS and k != "caches_sha256"})
+    flat["spec.caches"] = [shas.get(c, c) for c in record["spec"]["caches"]]
+    return flat
+
+
+def _differences(saved: dict[str, object], now: dict[str, object]) -> list[str]:
+    """``'key: run has A, asked B'`` for every setting that differs."""
+    return [f"{k.removeprefix('spec.')}: run has {saved.get(k)!r}, asked {now.get(k)!r}"
+            for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+
+
+def resume_spec(out: str | Path) -> CVSpec:
+    """The :class:`CVSpec` a run folder was started with (``mer-train cv --resume --out``)."""
+    try:
+        spec = dict(json.loads((Path(out) / "config.json").read_text())["spec"])
+        spec["train"] = TrainOptions(**spec["train"])
+        return CVSpec(**spec)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"--resume: {out} holds no readable run configuration ({exc}); give "
+                       "the run's options, or another --out") from None
 
 
 def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "auto",
@@ -92,10 +130,11 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
             raise RunError(f"{out} already holds a run; add --resume to finish it, or choose "
                            "another --out")
         saved["spec"] = {**CVSpec([], []).as_dict(), **saved.get("spec", {})}  # older runs
-        if {k: saved.get(k) for k in record} != record:
-            diff = [k for k in record if saved.get(k) != record[k]]
-            raise RunError(f"--resume: {out} was started with other settings or data "
-                           f"({', '.join(diff)} differ); choose another --out")
+        diff = _differences(_comparable(saved), _comparable(record))
+        if diff:
+            raise RunError(f"--resume: {out} was started with other settings or data: "
+                           f"{'; '.join(diff)}; resume with the run's own settings "
+                           f"(mer-train cv --resume --out {out}), or choose another --out")
     elif out.exists() and any(out.iterdir()):
         raise RunError(f"{out} exists and is not a run folder; choose another --out")
     units_dir = out / "units"
@@ -121,6 +160,11 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    for unit in plan.units:  # a unit folder that does not check out is redone, and said so
+        if (units_dir / unit.name).exists() and not unit_done(units_dir, unit):
+            echo(f"redoing {unit.name}: its folder is damaged "
+                 f"({unit_damage(units_dir, unit)})")
+            shutil.rmtree(units_dir / unit.name)
     todo = [u for u in plan.units if not unit_done(units_dir, u)]
     if resume and len(todo) < len(plan.units):
         echo(f"resuming: {len(plan.units) - len(todo)} of {len(plan.units)} folds already done")

@@ -8,6 +8,8 @@ folder holds :data:`SCORES` is finished.
 
 from __future__ import annotations
 
+import csv
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,5 +55,21 @@ class Unit:
 
 
 def unit_done(units_dir: Path, unit: Unit) -> bool:
-    """Whether ``unit``'s folder exists whole."""
-    return (units_dir / unit.name / SCORES).is_file()
+    """Whether ``unit``'s folder exists whole (see :func:`unit_damage`)."""
+    return (units_dir / unit.name).is_dir() and not unit_damage(units_dir, unit)
+
+
+def unit_damage(units_dir: Path, unit: Unit) -> str:
+    """Why ``unit``'s folder can't be used ('' when it is whole): a record missing or
+    unreadable, or fewer test predictions than its scores counted (a file cut short)."""
+    folder = units_dir / unit.name
+    try:
+        scores = json.loads((folder / SCORES).read_text())
+        with (folder / "predictions.csv").open(newline="") as fh:
+            rows = sum(1 for _ in csv.reader(fh)) - 1
+        (folder / "history.csv").stat()
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc.__class__.__name__}: {exc})"
+    if FAILED not in scores and rows != scores.get("test_clips"):
+        return f"predictions.csv has {rows} rows, its scores count {scores.get('test_clips')}"
+    return ""
