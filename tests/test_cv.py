@@ -91,7 +91,10 @@ def test_every_model_and_configuration_trains(cache, tmp_path):
     epochs = pd.read_csv(out / "epochs.csv")
     assert len(epochs) == len(pairs) * 2  # one epoch per fold
     assert len(list((out / "units").glob("*/model.pt"))) == len(pairs) * 2
-    assert "| learnet | dualdi+fliprot | 2 |" in (out / "summary.md").read_text()
+    summary_md = (out / "summary.md").read_text()
+    # every row says what differs from the paper's settings (issue 10.6)
+    assert "| learnet (tiny, 1 epoch, batch 8) | dualdi+fliprot | 2 |" in summary_md
+    assert "| resnet34 (tiny, random init, 1 epoch, batch 8) | baseline | 2 |" in summary_md
 
 
 @pytest.mark.parametrize("protocol", ["kfold", "loso"])
@@ -277,9 +280,9 @@ def test_a_diverged_unit_fails_and_no_table_prints_a_number(cache, tmp_path):
     assert code == 1, output
     assert "training diverged" in output and "failures.csv" in output
     summary_md = (out / "summary.md").read_text()
-    assert "| learnet | baseline | 2 | failed |" in summary_md
-    assert not any(ch.isdigit() for ch in summary_md.split("| learnet | baseline | 2 |")[1]
-                   .split("\n")[0])
+    row = "| learnet (tiny, 3 epochs, lr 1e+12) | baseline | 2 |"
+    assert f"{row} failed |" in summary_md
+    assert not any(ch.isdigit() for ch in summary_md.split(row)[1].split("\n")[0])
     summary = pd.read_csv(out / "summary.csv")
     assert summary.filter(like="uf1").isna().all().all()
     failures = pd.read_csv(out / "failures.csv")
@@ -287,8 +290,9 @@ def test_a_diverged_unit_fails_and_no_table_prints_a_number(cache, tmp_path):
     assert len(pd.read_csv(out / "predictions.csv")) == 0
     result = CliRunner().invoke(mer_train, ["report", str(out), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert "| learnet | baseline | failed | failed | failed |" in result.output
-    assert "Failed, no score: learnet x baseline" in result.output
+    assert ("| learnet (tiny, 3 epochs, lr 1e+12) | baseline | failed | failed | failed |"
+            in result.output)
+    assert "Failed, no score: learnet (tiny, 3 epochs, lr 1e+12) x baseline" in result.output
 
 
 def test_resume_redoes_damaged_units_and_knows_its_own_settings(cache, tmp_path):

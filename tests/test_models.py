@@ -279,8 +279,36 @@ def test_pretrained_cache_finds_hugging_face_weights(tmp_path, monkeypatch):
     torch.testing.assert_close(model.state_dict()["conv1.weight"], state["conv1.weight"])
 
 
-@pytest.mark.parametrize("name", [*MODEL_NAMES, "resnet18", "convnext_atto"])
-def test_metadata_without_building_equals_the_built_model(name, monkeypatch):
+@pytest.mark.slow
+def test_registry_is_filled_on_any_import():
+    """Whichever module is imported first, every model is registered (no import cycle)."""
+    import subprocess
+    import sys
+
+    code = ("from mer_di.training.models.dianet import build_dianet\n"
+            "from mer_di.training.models.registry import registered\n"
+            "print(','.join(registered()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ",".join(MODEL_NAMES)
+    assert MODEL_NAMES == ("vggface", "vgg19", "resnet34", "efficientnet_b0",
+                           "vit_base_patch16_224", "learnet", "dianet")
+
+
+# a full build of these is cheap; the others' full builds run on the meta device (no memory)
+_CHEAP_FULL = {"resnet34", "efficientnet_b0", "learnet", "dianet", "resnet18", "convnext_atto",
+               "deit_tiny_patch16_224"}
+_METADATA_CASES = [
+    *[(name, None) for name in MODEL_NAMES],
+    ("resnet18", None), ("convnext_atto", None),
+    ("deit_tiny_patch16_224", None),  # fixed input size, no tiny variant: fed 224 even tiny
+    ("dianet", "efficientnet_b0"), ("dianet", "vit_base_patch16_224"),  # tiny ViT: fixed 32
+]
+
+
+@pytest.mark.parametrize("tiny", [True, False], ids=["tiny", "full"])
+@pytest.mark.parametrize("name,backbone", _METADATA_CASES)
+def test_metadata_without_building_equals_the_built_model(name, backbone, tiny, monkeypatch):
     from mer_di.training.models import model_cfg
 
     def refuse(*args, **kwargs):
@@ -288,38 +316,142 @@ def test_metadata_without_building_equals_the_built_model(name, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(nn.Module, "__init__", refuse)
-        cfg = model_cfg(name, tiny=True)
-    _, info = build_model(name, 3, tiny=True)
-    assert (cfg.input_size, cfg.mean, cfg.std, cfg.pair) == (
-        info.input_size, info.mean, info.std, info.pair)
+        cfg = model_cfg(name, tiny=tiny, backbone=backbone)
+    if tiny or name in _CHEAP_FULL and backbone is None:
+        _, info = build_model(name, 3, tiny=tiny, backbone=backbone)
+    else:
+        with torch.device("meta"):
+            _, info = build_model(name, 3, tiny=tiny, backbone=backbone)
+    assert (cfg.name, cfg.input_size, cfg.mean, cfg.std, cfg.pair) == (
+        info.name, info.input_size, info.mean, info.std, info.pair)
     assert cfg.from_scratch == (name == "learnet")
     assert (cfg.weights_file is None) == cfg.from_scratch
+
+
+def test_metadata_values():
+    from mer_di.training.models import model_cfg
+    from mer_di.training.models.vggface import VGGFACE_MEAN, VGGFACE_STD
+
+    assert model_cfg("vggface") == model_cfg("vggface", tiny=False)
+    assert (model_cfg("vggface").input_size, model_cfg("vggface", tiny=True).input_size) == (
+        224, 32)
+    assert (model_cfg("vggface").mean, model_cfg("vggface").std) == (VGGFACE_MEAN, VGGFACE_STD)
+    assert model_cfg("vggface").weights_file == "vgg_face_dag.pth"
+    learnet = model_cfg("learnet")
+    assert (learnet.input_size, learnet.weights_file, learnet.from_scratch) == (112, None, True)
+    assert model_cfg("learnet", tiny=True).input_size == 56
+    assert model_cfg("vit_base_patch16_224").mean == (0.5, 0.5, 0.5)
+    assert model_cfg("resnet34.a1_in1k").weights_file == "resnet34.a1_in1k.pth"
+    assert model_cfg("mobilenetv3_small_050", tiny=True).input_size == 64
+    assert model_cfg("dianet").weights_file == "resnet18.pth"
+    assert model_cfg("dianet", backbone="efficientnet_b0").weights_file == "efficientnet_b0.pth"
+    assert model_cfg("dianet", tiny=True).input_size == 64  # 2x2 tokens from a stride-32 CNN
+    assert model_cfg("dianet", tiny=True, backbone="vit_base_patch16_224").input_size == 32
+    assert model_cfg("dianet").pair and not model_cfg("resnet34").pair
 
 
 def test_metadata_errors_match_build_errors():
     from mer_di.training.models import model_cfg
 
-    with pytest.raises(ModelError, match="unknown model 'resnet-35'"):
-        model_cfg("resnet-35")
-    with pytest.raises(ModelError, match="takes no backbone"):
-        model_cfg("learnet", backbone="resnet18")
-    with pytest.raises(ModelError, match="is not a timm model name"):
-        model_cfg("dianet", backbone="nope")
-    assert model_cfg("vggface").weights_file == "vgg_face_dag.pth"
-    assert model_cfg("dianet", backbone="efficientnet_b0").weights_file == "efficientnet_b0.pth"
+    names = ", ".join(MODEL_NAMES)
+    for call in (model_cfg, lambda name, **kw: build_model(name, 5, **kw)):
+        with pytest.raises(ModelError) as err:
+            call("resnet-35")
+        assert str(err.value) == (f"unknown model 'resnet-35': not one of {names} and not a "
+                                  "timm model name")
+        with pytest.raises(ModelError) as err:
+            call("learnet", backbone="resnet18")
+        assert str(err.value) == ("model 'learnet' takes no backbone (got 'resnet18'); only "
+                                  "dianet does")
+        with pytest.raises(ModelError) as err:
+            call("dianet", backbone="nope")
+        assert str(err.value) == "dianet: backbone 'nope' is not a timm model name"
+    with pytest.raises(ModelError, match="learnet has no timm weights to look for"):
+        build_model("learnet", 5, pretrained="cache")
+
+
+def _saved(path: Path, name: str, tiny: bool = True) -> Path:
+    """``path`` holding the state_dict of a freshly built ``name`` with 7 classes."""
+    model, _ = build_model(name, 7, tiny=tiny)
+    torch.save(model.state_dict(), path)
+    return path
 
 
 @pytest.mark.parametrize("name,source", [("vggface", "vggface"), ("resnet34", "resnet34"),
-                                         ("dianet", "resnet18")])
-def test_check_weights_on_the_meta_device(tmp_path, name, source):
+                                         ("dianet", "resnet18"), ("resnet18", "resnet18")])
+def test_check_weights_on_the_meta_device(tmp_path, monkeypatch, name, source):
     from mer_di.training.models import check_weights
 
-    good = tmp_path / "good.pth"
-    source_model, _ = build_model(source, 7, tiny=True)
-    torch.save(source_model.state_dict(), good)
+    good = _saved(tmp_path / "good.pth", source)
+    bad = _saved(tmp_path / "bad.pth", "learnet")
+    devices = []
+    load = nn.Module.load_state_dict
+
+    def spy(self, *args, **kwargs):
+        devices.append(next(self.parameters()).device.type)
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "load_state_dict", spy)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
     check_weights(name, 5, good, tiny=True)  # fits: no error
-    bad = tmp_path / "bad.pth"
-    other, _ = build_model("learnet", 7, tiny=True)
-    torch.save(other.state_dict(), bad)
-    with pytest.raises(ModelError, match="does not fit"):
+    assert torch.equal(torch.rand(3), expected)  # the random number generator is untouched
+    assert devices and set(devices) == {"meta"}  # nothing was built for real
+    with pytest.raises(ModelError, match="does not fit") as err:
         check_weights(name, 5, bad, tiny=True)
+    with pytest.raises(ModelError) as built:
+        build_model(name, 5, tiny=True, pretrained=bad)
+    assert str(err.value) == str(built.value)
+
+
+def test_check_weights_of_a_full_size_model_allocates_nothing(tmp_path):
+    from mer_di.training.models import check_weights
+
+    bad = _saved(tmp_path / "bad.pth", "learnet")
+    with pytest.raises(ModelError, match="vgg19: weights file .* does not fit"):
+        check_weights("vgg19", 5, bad)  # 140 M parameters, on the meta device
+
+
+def test_check_weights_falls_back_to_a_real_build(tmp_path, monkeypatch):
+    """A model whose constructor computes with its tensors cannot be built on the meta
+    device; check_weights then builds it for real, leaving the random state alone."""
+    from mer_di.training.models import check_weights, learnet
+
+    real_builds = []
+
+    class Computing(learnet.LEARNet):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.fc.weight.abs().sum().item()  # raises on the meta device
+            real_builds.append(1)
+
+    good = _saved(tmp_path / "good.pth", "learnet")
+    bad = _saved(tmp_path / "bad.pth", "resnet34")
+    monkeypatch.setattr(learnet, "LEARNet", Computing)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    check_weights("learnet", 5, good, tiny=True)
+    assert real_builds == [1]
+    assert torch.equal(torch.rand(3), expected)
+    with pytest.raises(ModelError, match="learnet: weights file .*bad.pth does not fit"):
+        check_weights("learnet", 5, bad, tiny=True)
+    assert real_builds == [1, 1]
+
+
+def test_check_weights_gives_build_model_errors(tmp_path):
+    from mer_di.training.models import check_weights
+
+    good = _saved(tmp_path / "good.pth", "learnet")
+    cases = [("no_such_net", 5, good, {}), ("learnet", 0, good, {"tiny": True}),
+             ("learnet", 5, good, {"backbone": "resnet18"}),
+             ("dianet", 5, good, {"backbone": "nope", "tiny": True}),
+             ("learnet", 5, tmp_path / "missing.pth", {"tiny": True}),
+             ("learnet", 5, "cache", {"tiny": True})]
+    for name, n, weights, kwargs in cases:
+        with pytest.raises(ModelError) as checked:
+            check_weights(name, n, weights, **kwargs)
+        with pytest.raises(ModelError) as built:
+            build_model(name, n, pretrained=weights, **kwargs)
+        assert str(checked.value) == str(built.value)

@@ -182,6 +182,24 @@ def plan_run(spec: CVSpec) -> Plan:
     return Plan(spec, clips, folds, units, cfgs, skipped, cache_params, notes)
 
 
+PAPER = TrainOptions()  # the paper's loop settings (epochs, batch size, learning rate)
+
+
+def setup_tags(spec: CVSpec, cfgs: dict[str, ModelCfg]) -> dict[str, str]:
+    """Per model, what differs from the paper's settings ('' when nothing): tiny variant,
+    random initialisation of a backbone meant to be pretrained, epochs, batch size, lr.
+    Table rows carry it, so a quick check never reads as a result."""
+    epochs = spec.train.epochs
+    loop = [f"{epochs} epoch{'s' * (epochs != 1)}" if epochs != PAPER.epochs else "",
+            f"batch {spec.train.batch_size}" if spec.train.batch_size != PAPER.batch_size
+            else "", f"lr {spec.train.lr:g}" if spec.train.lr != PAPER.lr else ""]
+    return {model: ", ".join(t for t in ["tiny" if spec.tiny else "",
+                                          "random init" if not cfg.from_scratch
+                                          and spec.weights_for(model) is None else "",
+                                          *loop] if t)
+            for model, cfg in cfgs.items()}
+
+
 def _upsampling(clips: ClipSet, cfgs: dict[str, ModelCfg]) -> list[str]:
     """A note for each model fed images larger than the cache's: they are upsampled, which
     adds no detail (build the cache at the model's size instead)."""

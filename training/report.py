@@ -24,7 +24,14 @@ import pandas as pd
 from mer_di.errors import ReportError
 from mer_di.training.configs import CONFIG_NAMES
 from mer_di.training.figures import plot_confusion, plot_curves
-from mer_di.training.results import METRICS, PRED_COLUMNS, fold_scores, pooled_confusion, summarise
+from mer_di.training.results import (
+    METRICS,
+    PRED_COLUMNS,
+    fold_scores,
+    label_with_setup,
+    pooled_confusion,
+    summarise,
+)
 from mer_di.training.stats import (
     by_seed,
     hierarchical_bootstrap_ci,
@@ -77,9 +84,12 @@ class Run:
                    else "dynamic images"))
 
 
-def model_label(model: str, spec: dict) -> str:
-    """The model's name in the report: tagged when the run's input is the apex frame."""
-    return f"{model} (apex frame)" if spec.get("input") == "apex" else model
+def model_label(model: str, config: dict) -> str:
+    """The model's name in the report, tagged with what differs from the paper's settings
+    (tiny, random init, epochs...) and when the run's input is the apex frame."""
+    tags = [t for t in ((config.get("setup") or {}).get(model, ""),
+                        "apex frame" if config["spec"].get("input") == "apex" else "") if t]
+    return label_with_setup(model, ", ".join(tags))
 
 
 def _resume_hint(path: Path) -> str:
@@ -138,13 +148,13 @@ def load_run(path: str | Path) -> Run:
     if bad.any():
         raise ReportError(f"{pred_path}: class indices outside 0..{n - 1} (config.json has "
                           f"{n} classes)")
-    label = {m: model_label(m, spec) for m in preds["model"].unique()}
+    label = {m: model_label(m, config) for m in preds["model"].unique()}
     preds["model"] = preds["model"].map(label)
     epochs = None
     if (path / "epochs.csv").is_file():
         epochs = pd.read_csv(path / "epochs.csv", dtype={"model": str, "config": str})
-        epochs["model"] = epochs["model"].map(lambda m: model_label(m, spec))
-    failures["model"] = failures["model"].map(lambda m: model_label(m, spec))
+        epochs["model"] = epochs["model"].map(lambda m: model_label(m, config))
+    failures["model"] = failures["model"].map(lambda m: model_label(m, config))
     return Run(path, safe_name(path.resolve().name), config, preds, epochs, failures)
 
 

@@ -76,6 +76,7 @@ def summary_markdown(summary: pd.DataFrame) -> str:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|")
     lines = [head]
     for r in summary.to_dict("records"):
+        r["model"] = label_with_setup(r["model"], r.get("setup"))
         if r.get("failed"):
             lines.append(f"| {r['model']} | {r['config']} | {r['folds']} | "
                          + " | ".join(["failed"] * 2 * len(METRICS)) + " |")
@@ -121,6 +122,8 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
     else:
         (out / FAILURES).unlink(missing_ok=True)
     summary = with_failures(summarise(preds, len(classes)), failures)
+    setup = config.get("setup", {})
+    summary.insert(2, "setup", [setup.get(m, "") for m in summary["model"]])
     _atomic_csv(summary, out / "summary.csv")
     table = summary_markdown(summary)
     spec = config["spec"]
@@ -135,6 +138,11 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
     echo(head)
     echo(table)
     return summary
+
+
+def label_with_setup(model: str, setup: object) -> str:
+    """``resnet34 (tiny, random init, 3 epochs)``: a row says what produced it."""
+    return f"{model} ({setup})" if isinstance(setup, str) and setup else model
 
 
 def with_failures(summary: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:

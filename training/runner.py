@@ -34,7 +34,7 @@ from mer_di.errors import RunError
 from mer_di.pipeline.store import file_sha256
 from mer_di.training.executor import Executor, LocalExecutor
 from mer_di.training.loop import TrainOptions
-from mer_di.training.plan import CVSpec, Plan, plan_run, resolve_device
+from mer_di.training.plan import CVSpec, Plan, plan_run, resolve_device, setup_tags
 from mer_di.training.results import write_tables
 from mer_di.training.units import unit_damage, unit_done
 
@@ -142,7 +142,8 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
     for stale in units_dir.glob(".tmp-*"):
         shutil.rmtree(stale)  # a unit a killed run was writing
     if not config_path.exists():
-        full = {**record, "notes": plan.notes, "tool_version": __version__,
+        full = {**record, "notes": plan.notes,
+                "setup": setup_tags(plan.spec, plan.cfgs), "tool_version": __version__,
                 "torch": torch.__version__,
                 "device": str(dev),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -12,7 +12,8 @@ formats and the loading rule).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,10 @@ class ModelCfg:
 
     Images are min-max scaled to [0, 1], resized to ``input_size`` (pixels, square), then
     normalised ``(x - mean) / std`` per RGB channel. ``pair`` models take
-    ``forward(onset, offset)``. ``weights_file``: the file name its pretrained weights go
-    by in a weights folder (None: trained from scratch by design, ``from_scratch``).
+    ``forward(onset, offset)``. ``weights_file``: the file name its pretrained weights go by
+    in a weights folder: ``vgg_face_dag.pth`` for vggface, ``<name>.pth`` for a timm model,
+    the backbone's ``<backbone>.pth`` for dianet (loaded into both streams), None for a model
+    trained from scratch by design (``from_scratch``: learnet).
     """
 
     name: str
@@ -62,6 +65,8 @@ class ModelInfo:
 CfgFn = Callable[[str, bool, "str | None"], ModelCfg]
 # build(name, num_classes, pretrained file or None, tiny, backbone) -> model
 BuildFn = Callable[[str, int, "str | Path | None", bool, "str | None"], nn.Module]
+# cached(name) -> the local file of the model's published weights, or ModelError
+CachedFn = Callable[[str], Path]
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,7 @@ class _Entry:
     cfg: CfgFn
     build: BuildFn
     takes_backbone: bool  # a pair model over a chosen backbone (dianet)
-    timm_weights: bool  # `--pretrained cache` can look for timm's weights
+    cached: CachedFn | None  # where `--pretrained cache` looks (timm's weights)
     known: Callable[[str], bool] | None = None  # the fallback: which names it takes
 
 
@@ -78,11 +83,30 @@ _FALLBACK: list[_Entry] = []
 
 
 def register_model(name: str | None, cfg: CfgFn, build: BuildFn, *,
-                   takes_backbone: bool = False, timm_weights: bool = False,
+                   takes_backbone: bool = False, cached: CachedFn | None = None,
                    known: Callable[[str], bool] | None = None) -> None:
-    """Register model ``name`` (its module calls this at import). ``name`` None with
-    ``known`` registers the fallback for names no one registered (timm's)."""
-    entry = _Entry(cfg, build, takes_backbone, timm_weights, known)
+    """Register model ``name``; each model's module calls this when it is imported.
+
+    Parameters
+    ----------
+    name : str or None
+        The registered name (it joins ``MODEL_NAMES``, in registration order). None registers
+        the fallback for every name no one registered for which ``known(name)`` holds (timm's).
+    cfg : callable
+        ``cfg(name, tiny, backbone) -> ModelCfg``; must build nothing.
+    build : callable
+        ``build(name, num_classes, pretrained, tiny, backbone) -> nn.Module``: a randomly
+        initialised model, then ``pretrained`` (a local file or None) loaded into it.
+    takes_backbone : bool
+        The model takes ``backbone=`` (a pair model over a chosen timm model).
+    cached : callable, optional
+        ``cached(name) -> Path``: the local copy of the model's published weights, for
+        ``pretrained="cache"`` (raises :class:`ModelError` where there is none). None: the
+        model has no published weights to look for.
+    known : callable, optional
+        With ``name`` None: which names the fallback takes.
+    """
+    entry = _Entry(cfg, build, takes_backbone, cached, known)
     if name is None:
         _FALLBACK[:] = [entry]
     else:
@@ -95,7 +119,18 @@ def registered() -> tuple[str, ...]:
 
 
 def is_known(name: str) -> bool:
-    """Whether ``name`` is registered or taken by the fallback (a timm name, ``name.tag``)."""
+    """Whether :func:`build_model` takes ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A model name; a timm name may carry a pretrained tag (``resnet34.a1_in1k``).
+
+    Returns
+    -------
+    bool
+        True for a registered name or one the fallback takes (any timm model name).
+    """
     return name in _REGISTRY or any(f.known(name) for f in _FALLBACK)
 
 
@@ -114,13 +149,27 @@ def _entry(name: str, backbone: str | None) -> _Entry:
 
 
 def model_cfg(name: str, *, tiny: bool = False, backbone: str | None = None) -> ModelCfg:
-    """The metadata of model ``name`` (tiny variant: ``tiny``; dianet's stream:
-    ``backbone``), without building it.
+    """The metadata of model ``name``, read without building it.
+
+    Parameters
+    ----------
+    name : str
+        A registered name or any timm model name.
+    tiny : bool
+        The metadata of the small variant :func:`build_model` builds with ``tiny=True``.
+    backbone : str, optional
+        dianet's per-stream timm model (default ``resnet18``).
+
+    Returns
+    -------
+    ModelCfg
+        Equal, in ``input_size``, ``mean``, ``std`` and ``pair``, to the :class:`ModelInfo`
+        that :func:`build_model` returns for the same arguments.
 
     Raises
     ------
     ModelError
-        An unknown name, a backbone for a model without one, or an unknown backbone.
+        An unknown name, a backbone for a model without one, an unknown backbone or tag.
     """
     return _entry(name, backbone).cfg(name, tiny, backbone)
 
@@ -161,14 +210,13 @@ def build_model(name: str, num_classes: int, *, pretrained: str | Path | None = 
                          f"not {num_classes!r}")
     entry = _entry(name, backbone)
     if pretrained is not None and str(pretrained) == CACHE:
-        if not entry.timm_weights:
+        if entry.cached is None:
             raise ModelError(f"--pretrained cache: {name} has no timm weights to look for; "
                              "give a weights file")
-        from mer_di.training.models.timm_models import resolve_pretrained
-
-        pretrained = resolve_pretrained(name, pretrained)
-    cfg = entry.cfg(name, tiny, backbone)
+        pretrained = entry.cached(name)
     model = entry.build(name, num_classes, pretrained, tiny, backbone)
+    # read after the build, so that a name the build refuses says so as it always has
+    cfg = entry.cfg(name, tiny, backbone)
     info = ModelInfo(name=name, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std,
                      pair=cfg.pair, pretrained=str(pretrained) if pretrained is not None else None,
                      n_params=sum(p.numel() for p in model.parameters()))
@@ -177,13 +225,60 @@ def build_model(name: str, num_classes: int, *, pretrained: str | Path | None = 
 
 def check_weights(name: str, num_classes: int, pretrained: str | Path, *, tiny: bool = False,
                   backbone: str | None = None) -> None:
-    """Raise :class:`ModelError` (as :func:`build_model` would) when ``pretrained`` does not
-    fit model ``name``. Cheap: the model is built on the meta device (no memory, no
-    initialisation), so a run can check every weights file before it trains anything."""
+    """Check that weights file ``pretrained`` fits model ``name``, without building it in full.
+
+    The model is built on the meta device (no memory allocated, no initialisation paid) and
+    the file loaded by the same rule as :func:`build_model`, so a run can check every weights
+    file before it trains anything. An architecture that cannot be built on the meta device
+    is built for real instead (the random number generator's state is restored afterwards).
+
+    Parameters
+    ----------
+    name, num_classes, tiny, backbone
+        As for :func:`build_model`.
+    pretrained : str or Path
+        A local weights file, or ``"cache"`` (see :func:`build_model`).
+
+    Raises
+    ------
+    ModelError
+        What :func:`build_model` raises for the same arguments: an unknown name, a bad
+        ``num_classes`` or ``backbone``, a file that is missing, unreadable or does not fit.
+    """
+    args = {"tiny": tiny, "backbone": backbone}
+    if _builds_on_meta(name, num_classes, args):
+        try:
+            with _on_meta():
+                build_model(name, num_classes, pretrained=pretrained, **args)
+            return
+        except ModelError:
+            raise
+        except Exception:  # the loading failed on the meta device, not the file: load for real
+            pass
+    with torch.random.fork_rng(devices=[]):  # the run's seeding must not see this build
+        build_model(name, num_classes, pretrained=pretrained, **args)
+
+
+def _builds_on_meta(name: str, num_classes: int, args: dict) -> bool:
+    """Whether the model builds on the meta device, without weights. A constructor that
+    computes with its tensors (an ``.item()``) does not, and timm turns that into a
+    ModelError; nor does a bad name or argument, which the real build then refuses before it
+    constructs anything, with build_model's own message."""
+    try:
+        with _on_meta():
+            build_model(name, num_classes, **args)
+    except Exception:
+        return False
+    return True
+
+
+@contextmanager
+def _on_meta() -> Iterator[None]:
+    """Build on the meta device: parameters have shapes but no storage, and loading real
+    tensors into them is a no-op (its warning silenced), so only the shapes are checked."""
     with warnings.catch_warnings(), torch.device("meta"):
-        # loading real tensors into meta parameters is a no-op, as wanted here
         warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter")
-        build_model(name, num_classes, pretrained=pretrained, tiny=tiny, backbone=backbone)
+        yield
 
 
 def as_triple(values) -> Triple:

@@ -39,12 +39,7 @@ from timm.models import get_pretrained_cfg
 from torch import nn
 
 from mer_di.errors import ModelError
-from mer_di.training.models.registry import (
-    CACHE,
-    ModelCfg,
-    as_triple,
-    register_model,
-)
+from mer_di.training.models.registry import ModelCfg, as_triple, register_model
 from mer_di.training.models.weights import load_matching, read_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -175,7 +170,6 @@ def load_timm_weights(model: nn.Module, name: str, path: str | Path,
     load_matching(model, state, path, head_prefixes(model, name), what=what or name)
 
 
-
 def cached_weights(name: str) -> Path | None:
     """The local file of timm's pretrained weights for ``name``, when a download made
     earlier left it in the Hugging Face hub cache (``HF_HUB_CACHE``, by default
@@ -203,11 +197,9 @@ def cached_weights(name: str) -> Path | None:
     return None
 
 
-def resolve_pretrained(name: str, pretrained: str | Path | None) -> str | Path | None:
-    """``pretrained`` as a file: ``"cache"`` becomes the cached file of timm's weights for
-    ``name`` (:func:`cached_weights`), or :class:`ModelError` saying where it looked."""
-    if pretrained is None or str(pretrained) != CACHE:
-        return pretrained
+def cached_file(name: str) -> Path:
+    """The local file of timm's weights for ``name`` (:func:`cached_weights`), for
+    ``--pretrained cache``; :class:`ModelError` saying where it looked when there is none."""
     found = cached_weights(name)
     if found is None:
         import torch.hub
@@ -220,7 +212,8 @@ def resolve_pretrained(name: str, pretrained: str | Path | None) -> str | Path |
 
 
 def timm_model_cfg(name: str, tiny: bool, backbone: str | None) -> ModelCfg:
-    """A timm model's input side and normalisation from timm's pretrained cfg."""
+    """A timm model's input side and normalisation from timm's pretrained cfg (the name's
+    tag, or its default one); its weights file is ``<name>.pth``."""
     mean, std = norm_of(name)
     return ModelCfg(name, input_side(name, tiny), mean, std, pair=False,
                     weights_file=f"{name}.pth")
@@ -235,5 +228,5 @@ def _build_timm(name: str, num_classes: int, pretrained: str | Path | None, tiny
 
 
 for _name in ("vgg19", "resnet34", "efficientnet_b0", "vit_base_patch16_224"):
-    register_model(_name, timm_model_cfg, _build_timm, timm_weights=True)
-register_model(None, timm_model_cfg, _build_timm, timm_weights=True, known=timm.is_model)
+    register_model(_name, timm_model_cfg, _build_timm, cached=cached_file)
+register_model(None, timm_model_cfg, _build_timm, cached=cached_file, known=timm.is_model)
