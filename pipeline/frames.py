@@ -65,12 +65,20 @@ class ClipFrames:
 
 def read_frame(path: Path, number: int, flag: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     """Decode one frame file; raise :class:`FrameError` for a missing, empty or bad file."""
+    return _decode(_read_bytes(path, number), path, number, flag)
+
+
+def _read_bytes(path: Path, number: int) -> np.ndarray:
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise FrameError(f"frame {number} ({path}): cannot read ({exc.strerror})") from None
     if data.size == 0:
         raise FrameError(f"frame {number} ({path}): empty file")
+    return data
+
+
+def _decode(data: np.ndarray, path: Path, number: int, flag: int) -> np.ndarray:
     img = cv2.imdecode(data, flag)
     if img is None:
         raise FrameError(f"frame {number} ({path}): not a decodable image")
@@ -86,6 +94,11 @@ def jpeg_geometry(path: Path) -> tuple[int, int, int] | None:
             data = fh.read(1 << 16)
     except OSError:
         return None
+    return _jpeg_header(data)
+
+
+def _jpeg_header(data: bytes) -> tuple[int, int, int] | None:
+    """:func:`jpeg_geometry` of a JPEG's first bytes."""
     if data[:2] != b"\xff\xd8":
         return None
     i = 2
@@ -162,20 +175,38 @@ def choose_reduce(box: Box, size: int | None) -> int:
 
 
 def _decode_one(path: Path, number: int, grey: bool, reduce: int, box: Box,
-                out: np.ndarray) -> None:
-    img = read_frame(path, number, _REDUCED[(grey, reduce)])
+                out: np.ndarray, first: tuple[int, int]) -> str:
+    """Decode one frame into ``out``; a frame whose header gives another size than the
+    clip's first frame (``first``, (h, w)) is an error (the clip is skipped), one with
+    another channel count is converted by the decoder and named in the returned note."""
+    data = _read_bytes(path, number)
+    # the frame header is near the start: look in 4 KiB first, 64 KiB if metadata is long
+    header = _jpeg_header(data[:4096].tobytes()) or _jpeg_header(data[:1 << 16].tobytes())
+    note = ""
+    if header is not None:
+        h, w, components = header
+        if (h, w) != first:
+            raise FrameError(f"frame {number} ({path}): size {w}x{h} differs from the clip's "
+                             f"first frame ({first[1]}x{first[0]}): clip skipped")
+        if (components == 1) != grey:
+            kind = "greyscale" if components == 1 else "colour"
+            note = (f"frame {number} ({path.name}) is {kind} in a "
+                    f"{'greyscale' if grey else 'colour'} clip: converted")
+    img = _decode(data, path, number, _REDUCED[(grey, reduce)])
     b = box.scaled(reduce)
     if img.shape[0] < b.y + out.shape[0] or img.shape[1] < b.x + out.shape[1]:
         raise FrameError(f"frame {number} ({path}): size {img.shape[1]}x{img.shape[0]} "
                          "differs from the clip's first frame")
     crop = img[b.y:b.y + out.shape[0], b.x:b.x + out.shape[1]]
     out[...] = crop.reshape(out.shape)
+    return note
 
 
 def _decode_many(paths: list[tuple[int, Path]], grey: bool, reduce: int, box: Box,
-                 out: np.ndarray) -> None:
-    for (number, path), dst in zip(paths, out, strict=True):
-        _decode_one(path, number, grey, reduce, box, dst)
+                 out: np.ndarray, first: tuple[int, int]) -> list[str]:
+    notes = [_decode_one(path, number, grey, reduce, box, dst, first)
+             for (number, path), dst in zip(paths, out, strict=True)]
+    return [n for n in notes if n]
 
 
 def finish_image(img: np.ndarray, size: int | None, grey: bool) -> np.ndarray:
@@ -226,7 +257,7 @@ def load_clip(paths: list[tuple[int, Path]], size: int | None, crop: str,
     # a few frames per task: one future per frame cost more Python (and GIL) than a decode
     step = FRAMES_PER_TASK
     futures = [executor.submit(_decode_many, paths[i:i + step], grey, reduce, box,
-                               frames[i:i + step]) for i in range(0, len(paths), step)]
+                               frames[i:i + step], (h, w)) for i in range(0, len(paths), step)]
     for f in futures:
-        f.result()  # re-raises the first FrameError
+        notes += f.result()  # re-raises the first FrameError
     return ClipFrames(frames, box, reduce, notes, grey)

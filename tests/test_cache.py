@@ -364,3 +364,23 @@ def test_a_changed_emotion_relabels_the_cache_without_recomputing(casme, tmp_pat
     for key in before:
         np.testing.assert_array_equal(after[key], before[key])
     assert build_cache("casme2", root, out, options=BuildOptions(size=16)).relabelled == 0
+
+
+def test_frames_that_disagree_within_a_clip(casme, tmp_path):
+    """A frame larger than the clip's first skips the clip, naming the frame (it used to be
+    cropped silently); a greyscale frame in a colour clip is converted and named in the
+    build's notes (it used to be converted silently)."""
+    root = _copy_dataset(casme, tmp_path / "d")
+    rows = [r for r in build_manifest("casme2", root).rows if r.full_ok]
+    big_row, grey_row = rows[0], rows[1]
+    big, grey = big_row.frame_path(big_row.onset + 2), grey_row.frame_path(grey_row.onset + 2)
+    img = cv2.imread(str(big))
+    cv2.imwrite(str(big), cv2.copyMakeBorder(img, 0, 8, 0, 8, cv2.BORDER_REPLICATE))
+    cv2.imwrite(str(grey), cv2.cvtColor(cv2.imread(str(grey)), cv2.COLOR_BGR2GRAY))
+    report = build_cache("casme2", root, tmp_path / "c.h5", options=BuildOptions(size=16))
+    skipped = {s["key"]: s["reason"] for s in report.skipped}
+    assert "differs from the clip's first frame" in skipped[big_row.key]
+    assert big.name in skipped[big_row.key]
+    assert grey_row.key not in skipped
+    assert any(n.startswith(grey_row.key) and grey.name in n
+               and "greyscale in a colour clip: converted" in n for n in report.notes)
