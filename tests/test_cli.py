@@ -65,3 +65,30 @@ def test_every_command_has_help(group):
         assert cmd.help, f"{name} has no help text"
         result = CliRunner().invoke(group, [*name.split(), "--help"])
         assert result.exit_code == 0
+
+
+@pytest.mark.parametrize("group, args, named", [
+    (mer_train, ["cv", "--cache", "a.h5", "--lr", "1", "--lr", "2"], "--lr is given twice"),
+    (mer_train, ["cv", "--cache", "a.h5", "--out", "r1", "--out=r2", "--out", "r3"],
+     "--out is given 3 times"),
+    (mer_train, ["report", "run", "--figures", "--no-figures"],
+     "--figures/--no-figures is given twice"),
+    (mer_prep, ["build-cache", "--dataset", "casme2", "--dataset", "samm", "--root", "r",
+                "--out", "c.h5"], "--dataset is given twice"),
+])
+def test_a_single_valued_option_given_twice_is_refused(group, args, named, tmp_path,
+                                                      monkeypatch):
+    """click keeps the last value silently (``--lr 1 --lr 2`` trained with 2): refused,
+    before anything runs, on every command of both groups."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(group, args)
+    assert result.exit_code == 2 and named in result.output, result.output
+    assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("group", [mer_prep, mer_train])
+def test_every_command_refuses_repeated_options(group):
+    from mer_di._cli import OnceOptions
+
+    for name, cmd in _commands(group):
+        assert isinstance(cmd, OnceOptions | click.Group), f"{name} is a plain click command"

@@ -93,7 +93,8 @@ def test_every_model_and_configuration_trains(cache, tmp_path):
     assert len(list((out / "units").glob("*/model.pt"))) == len(pairs) * 2
     summary_md = (out / "summary.md").read_text()
     # every row says what differs from the paper's settings (issue 10.6)
-    assert "| learnet (tiny, 1 epoch, batch 8) | dualdi+fliprot | 2 |" in summary_md
+    assert ("| learnet (tiny, 1 epoch, batch 8, input upsampled 32->56) | dualdi+fliprot | 2 |"
+            in summary_md)
     assert "| resnet34 (tiny, random init, 1 epoch, batch 8) | baseline | 2 |" in summary_md
 
 
@@ -254,6 +255,8 @@ def test_options_keep_what_the_user_asked(cache, tmp_path):
     note = "the caches' 32x32 images are upsampled to the model's 56x56 input"
     assert note in output and note in config["notes"][0]
     assert note in (out / "summary.md").read_text()
+    assert "input upsampled 32->56" in config["setup"]["learnet"]  # the row says so too
+    assert "input upsampled 32->56) | baseline |" in (out / "summary.md").read_text()
     code, output = _cv("--cache", str(cache), "--model", "learnet", "--seeds", "0,1",
                        "--seeds", "1", "--out", str(tmp_path / "r2"))
     assert code == 2 and "seed 1 given twice" in output
@@ -280,7 +283,7 @@ def test_a_diverged_unit_fails_and_no_table_prints_a_number(cache, tmp_path):
     assert code == 1, output
     assert "training diverged" in output and "failures.csv" in output
     summary_md = (out / "summary.md").read_text()
-    row = "| learnet (tiny, 3 epochs, lr 1e+12) | baseline | 2 |"
+    row = "| learnet (tiny, 3 epochs, lr 1e+12, input upsampled 32->56) | baseline | 2 |"
     assert f"{row} failed |" in summary_md
     assert not any(ch.isdigit() for ch in summary_md.split(row)[1].split("\n")[0])
     summary = pd.read_csv(out / "summary.csv")
@@ -290,9 +293,9 @@ def test_a_diverged_unit_fails_and_no_table_prints_a_number(cache, tmp_path):
     assert len(pd.read_csv(out / "predictions.csv")) == 0
     result = CliRunner().invoke(mer_train, ["report", str(out), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    assert ("| learnet (tiny, 3 epochs, lr 1e+12) | baseline | failed | failed | failed |"
-            in result.output)
-    assert "Failed, no score: learnet (tiny, 3 epochs, lr 1e+12) x baseline" in result.output
+    label = "learnet (tiny, 3 epochs, lr 1e+12, input upsampled 32->56)"
+    assert f"| {label} | baseline | failed | failed | failed |" in result.output
+    assert f"Failed, no score: {label} x baseline" in result.output
 
 
 def test_resume_redoes_damaged_units_and_knows_its_own_settings(cache, tmp_path):

@@ -33,13 +33,14 @@ K = len(CLASSES)
 def make_run(path: Path, *, datasets=("casme2",), models=("vggface", "learnet"),
              configs=("baseline", "dualdi"), seeds=(0, 1), n_folds=5, clips=30,
              skill=None, same_as=None, fold_seed=0, protocol="kfold", input="di",
-             data_seed=1) -> Path:
+             data_seed=1, classes=CLASSES, class_set="five") -> Path:
     """A finished run folder: config.json, units/*/scores.json, predictions.csv, epochs.csv.
 
     Clips and their labels depend on ``datasets`` and ``clips`` only; the folds of a seed on
     (``fold_seed``, seed) only; predictions are correct with probability ``skill[config]``;
     ``same_as={"fliprot": "baseline"}`` copies a configuration's predictions."""
     skill, same_as = skill or {}, same_as or {}
+    K = len(classes)
     rng = np.random.default_rng(data_seed)
     keys = [(d, f"sub{i % 7:02d}", f"EP{i:02d}_{d}") for d in datasets for i in range(clips)]
     labels = np.arange(len(keys)) % K
@@ -58,7 +59,7 @@ def make_run(path: Path, *, datasets=("casme2",), models=("vggface", "learnet"),
             preds.append({"model": model, "config": config, "seed": seed,
                           "fold": int(folds[seed][i]), "dataset": d, "subject": subject,
                           "clip": clip, "label": int(labels[i]), "pred": int(pred[i]),
-                          "label_name": CLASSES[labels[i]], "pred_name": CLASSES[pred[i]]})
+                          "label_name": classes[labels[i]], "pred_name": classes[pred[i]]})
         for fold in range(n_folds):
             units.append(f"{model}__{config}__seed{seed}__fold{fold:02d}")
             val = 1.6 + rng.normal(0, 0.05, int(rng.integers(3, 7)))
@@ -72,8 +73,8 @@ def make_run(path: Path, *, datasets=("casme2",), models=("vggface", "learnet"),
     caches = [f"{d}.h5" for d in datasets]
     config = {"spec": {"caches": caches, "models": list(models), "configs": list(configs),
                        "protocol": protocol, "folds": n_folds, "seeds": list(seeds),
-                       "classes": "five", "train": {}, "input": input},
-              "caches_sha256": {c: f"sha-{c}" for c in caches}, "classes": CLASSES,
+                       "classes": class_set, "train": {}, "input": input},
+              "caches_sha256": {c: f"sha-{c}" for c in caches}, "classes": list(classes),
               "clips": n, "units": units, "skipped": []}
     (path / "config.json").write_text(json.dumps(config))
     for u in units:
@@ -167,6 +168,40 @@ def test_runs_combine_and_apex_is_tagged(tmp_path):
     ok = rep.paired[rep.paired["status"] == "ok"]
     assert sorted(set(zip(ok["run"], ok["baseline_run"], strict=True))) == sorted(
         [(str(casme), str(casme)), (str(samm), str(samm))])
+
+
+def test_a_column_says_what_its_rows_are_over(tmp_path):
+    a = make_run(tmp_path / "a", models=("vggface",), seeds=(0,))
+    b = make_run(tmp_path / "b", models=("learnet",), seeds=(0,))
+    rep = make_report([a, b], out=tmp_path / "rep", n_boot=100, figures=False)
+    assert "- CASME II: every row over the same 30 clips (set " in rep.markdown
+    assert "class set five (happiness, disgust, surprise, repression, others)" in rep.markdown
+    assert "[a]" not in rep.markdown and rep.warnings == []
+    wide = pd.read_csv(tmp_path / "rep" / "table.csv")
+    assert wide["casme2.clips"].tolist() == [30] * 4
+    assert wide["casme2.class_set"].tolist() == ["five"] * 4
+
+
+@pytest.mark.parametrize("other", [
+    {"classes": ["negative", "positive", "surprise"], "class_set": "megc"},  # classes
+    {"clips": 25},  # clips
+])
+def test_a_column_of_other_class_sets_or_clips_is_marked(tmp_path, other):
+    a = make_run(tmp_path / "a", models=("vggface",), seeds=(0,))
+    b = make_run(tmp_path / "b", models=("learnet",), seeds=(0,), **other)
+    rep = make_report([a, b], out=tmp_path / "rep", n_boot=100, figures=False)
+    assert "**CASME II: not one setup.**" in rep.markdown
+    table = rep.markdown.split("Paired comparisons")[0].splitlines()
+    vgg = [line for line in table if line.startswith("| vggface | baseline |")]
+    learnet = [line for line in table if line.startswith("| learnet | baseline |")]
+    assert len(vgg) == len(learnet) == 2  # mean over folds; pooled
+    assert all(r.count("[a]") == 3 and "[b]" not in r for r in vgg)
+    assert all(r.count("[b]") == 3 and "[a]" not in r for r in learnet)
+    assert len(rep.warnings) == 1 and "not comparable" in rep.warnings[0]
+    result = CliRunner().invoke(mer_train, ["report", str(a), str(b), "--out",
+                                            str(tmp_path / "cli"), "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert "warning: the CASME II column mixes rows of 2" in result.output
 
 
 def test_same_model_config_dataset_twice_is_an_error(tmp_path):

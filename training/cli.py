@@ -163,6 +163,8 @@ def report(runs, out, baseline, bootstrap, seed, figures) -> None:
     rep = make_report(list(runs), out=out, baseline=baseline, n_boot=bootstrap, seed=seed,
                       figures=figures)
     click.echo(rep.markdown)
+    for warning in rep.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"wrote {len(rep.files)} files to {rep.out}")
 
 

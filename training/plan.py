@@ -185,9 +185,11 @@ def plan_run(spec: CVSpec) -> Plan:
 PAPER = TrainOptions()  # the paper's loop settings (epochs, batch size, learning rate)
 
 
-def setup_tags(spec: CVSpec, cfgs: dict[str, ModelCfg]) -> dict[str, str]:
+def setup_tags(spec: CVSpec, cfgs: dict[str, ModelCfg],
+               image_size: int | None = None) -> dict[str, str]:
     """Per model, what differs from the paper's settings ('' when nothing): tiny variant,
-    random initialisation of a backbone meant to be pretrained, epochs, batch size, lr.
+    random initialisation of a backbone meant to be pretrained, epochs, batch size, lr,
+    and an input upsampled from the caches' ``image_size`` (pixels, the smaller side).
     Table rows carry it, so a quick check never reads as a result."""
     epochs = spec.train.epochs
     loop = [f"{epochs} epoch{'s' * (epochs != 1)}" if epochs != PAPER.epochs else "",
@@ -196,8 +198,14 @@ def setup_tags(spec: CVSpec, cfgs: dict[str, ModelCfg]) -> dict[str, str]:
     return {model: ", ".join(t for t in ["tiny" if spec.tiny else "",
                                           "random init" if not cfg.from_scratch
                                           and spec.weights_for(model) is None else "",
-                                          *loop] if t)
+                                          *loop, _upsampled(cfg, image_size)] if t)
             for model, cfg in cfgs.items()}
+
+
+def _upsampled(cfg: ModelCfg, image_size: int | None) -> str:
+    if image_size is None or cfg.input_size <= image_size:
+        return ""
+    return f"input upsampled {image_size}->{cfg.input_size}"
 
 
 def _upsampling(clips: ClipSet, cfgs: dict[str, ModelCfg]) -> list[str]:

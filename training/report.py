@@ -14,6 +14,7 @@ The report folder holds::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -199,6 +200,7 @@ def table_long(runs: list[Run]) -> pd.DataFrame:
         for dataset in groups:
             preds = run.predictions
             sub = preds if dataset == ALL else preds[preds["dataset"] == dataset]
+            setup = _setup(run, sub)
             for r in summarise(sub, len(run.classes)).to_dict("records"):
                 key = (r["model"], r["config"], dataset)
                 if key in where:
@@ -206,11 +208,13 @@ def table_long(runs: list[Run]) -> pd.DataFrame:
                                       f"{where[key]} and {run.path}; give each (model, "
                                       "configuration, dataset) once")
                 where[key] = run.path
-                rows.append({"run": str(run.path), "dataset": dataset, **r})
+                rows.append({"run": str(run.path), "dataset": dataset, **setup, **r})
         for (model, config), g in run.failures.groupby(["model", "config"], sort=False):
             for dataset in groups or [ALL]:  # a row that says why it has no number
+                sub = (run.predictions if dataset == ALL
+                       else run.predictions[run.predictions["dataset"] == dataset])
                 rows.append({"run": str(run.path), "dataset": dataset, "model": model,
-                             "config": config, "folds": len(g),
+                             "config": config, **_setup(run, sub), "folds": len(g),
                              "failed": f"{len(g)} unit(s) failed: {g.iloc[0]['failed']}"})
     df = pd.DataFrame(rows)
     models = _order(df["model"].tolist())
@@ -224,6 +228,29 @@ def table_long(runs: list[Run]) -> pd.DataFrame:
         df[col] = df[col].astype(str)
     return df[["model", "config", "dataset"] + [c for c in df.columns
                                                if c not in ("model", "config", "dataset")]]
+
+
+def _setup(run: Run, preds: pd.DataFrame) -> dict:
+    """What a row's numbers are over: the run's class set, and the clips of its test folds
+    (how many, and a short hash of which, so two rows of one column can be compared)."""
+    clips = sorted(set(zip(preds["dataset"], preds["subject"], preds["clip"], strict=True)))
+    digest = hashlib.sha1("\n".join("/".join(c) for c in clips).encode()).hexdigest()[:8]
+    return {"class_set": run.spec.get("classes", "?"), "classes": ", ".join(run.classes),
+            "clips": len(clips), "clip_set": digest}
+
+
+SETUP_COLUMNS = ("class_set", "classes", "clips", "clip_set")
+
+
+def column_setups(long: pd.DataFrame) -> dict[str, list[tuple]]:
+    """Per dataset column, the distinct (class_set, classes, clips, clip_set) of its rows,
+    in order of appearance: more than one means the column mixes rows whose numbers are
+    not comparable (other classes, or other clips)."""
+    out = {}
+    for dataset, g in long.groupby("dataset", sort=False):
+        out[dataset] = list(dict.fromkeys(
+            tuple(r[c] for c in SETUP_COLUMNS) for r in g.to_dict("records")))
+    return out
 
 
 def table_wide(long: pd.DataFrame) -> pd.DataFrame:
@@ -260,16 +287,40 @@ def table_markdown(long: pd.DataFrame) -> str:
         f"{DATASET_NAMES.get(d, d)} {METRIC_NAMES[m]}" for d in datasets for m in METRICS)
     rule = "|---|---|" + "---:|" * (len(datasets) * len(METRICS))
 
+    setups = column_setups(long)
+    mixed = {d for d in datasets if len(setups[d]) > 1}
+
+    def mark(r: dict) -> str:  # which setup of a mixed column a cell's number is over
+        d = r["dataset"]
+        if d not in mixed:
+            return ""
+        return f" [{chr(ord('a') + setups[d].index(tuple(r[c] for c in SETUP_COLUMNS)))}]"
+
     def lines(cell) -> list[str]:
         out = [head + " |", rule]
         for model, config in pairs:
             cells = []
             for d in datasets:
                 r = keyed.get((model, config, d))
-                cells += [("failed" if _failed(r) else cell(r, m)) if r is not None
+                cells += [("failed" if _failed(r) else cell(r, m) + mark(r)) if r is not None
                           else "–" for m in METRICS]
             out.append(f"| {model} | {config} | " + " | ".join(cells) + " |")
         return out
+
+    over = []
+    for d in datasets:
+        name = DATASET_NAMES.get(d, d)
+        if d not in mixed:
+            class_set, classes, clips, clip_set = setups[d][0]
+            over.append(f"- {name}: every row over the same {clips} clips (set {clip_set}), "
+                        f"class set {class_set} ({classes}).")
+            continue
+        over.append(f"- **{name}: not one setup.** Its rows are over different class sets "
+                    "or clips, so their numbers are not comparable; compare only cells of "
+                    "one letter:")
+        for i, (class_set, classes, clips, clip_set) in enumerate(setups[d]):
+            over.append(f"  - [{chr(ord('a') + i)}] class set {class_set} ({classes}); "
+                        f"{clips} clips (set {clip_set})")
 
     failed = list(dict.fromkeys(f"Failed, no score: {r['model']} x {r['config']}: {_failed(r)}"
                                 for r in long.to_dict("records") if _failed(r)))
@@ -282,7 +333,8 @@ def table_markdown(long: pd.DataFrame) -> str:
     pooled = lines(lambda r, m: _cell(r[f"pooled_{m}"],
                                       r[f"pooled_{m}_std"] if r["seeds"] > 1 else None))
     return "\n".join(
-        [f"Mean ± std over folds (%): mean and sample std over {n_folds}"
+        ["What each column is over:", *over, "",
+         f"Mean ± std over folds (%): mean and sample std over {n_folds}"
          + (" (of all seeds)" if several_seeds else "") + ".", "", *mean, "",
          "Pooled over folds (%): each metric of all folds' test predictions together"
          + (", per seed, then mean ± std over seeds." if several_seeds else "."), "",
@@ -483,6 +535,8 @@ class Report:
     paired: pd.DataFrame
     markdown: str  # what table.md and paired.md hold, for printing
     files: list[Path]
+    # what a reader must not miss (a column mixing class sets or clip sets), for stderr
+    warnings: list[str] = field(default_factory=list)
 
 
 def make_report(runs: list[str | Path], out: str | Path | None = None,
@@ -536,4 +590,8 @@ def make_report(runs: list[str | Path], out: str | Path | None = None,
     if figures:
         for run in loaded:
             files += write_figures(run, out)
-    return Report(out, long, pairs, f"{table_md}\n{paired_md}", files)
+    warnings = [f"the {DATASET_NAMES.get(d, d)} column mixes rows of {len(setups)} "
+                "different class sets or clip sets (marked [a], [b]... in table.md); their "
+                "numbers are not comparable"
+                for d, setups in column_setups(long).items() if len(setups) > 1]
+    return Report(out, long, pairs, f"{table_md}\n{paired_md}", files, warnings)

@@ -143,7 +143,8 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
         shutil.rmtree(stale)  # a unit a killed run was writing
     if not config_path.exists():
         full = {**record, "notes": plan.notes,
-                "setup": setup_tags(plan.spec, plan.cfgs), "tool_version": __version__,
+                "setup": setup_tags(plan.spec, plan.cfgs, min(plan.clips.full.shape[1:3])),
+                "tool_version": __version__,
                 "torch": torch.__version__,
                 "device": str(dev),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
