@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mer_di.data_manifest.classes import check_class_set, class_names, map_label, normalise_emotion
 from mer_di.data_manifest.records import ManifestRow
-from mer_di.data_manifest.sheet import read_table
+from mer_di.data_manifest.sheet import Formula, read_table
 from mer_di.errors import ManifestError
 
 
@@ -77,6 +77,8 @@ class Manifest:
 
 def parse_frame_number(value: object) -> tuple[int | None, str]:
     """``(number, '')`` for 46, 46.0 or ``'46'``; ``(None, reason)`` otherwise."""
+    if isinstance(value, Formula):
+        return None, _formula_why(value)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None, "missing"
     if isinstance(value, bool):
@@ -103,6 +105,34 @@ def parse_subject_number(value: object) -> int | None:
         return int(value) if value.is_integer() else None
     m = re.fullmatch(r"(?:sub|s)?\s*0*(\d+)(?:\.0+)?", str(value).strip(), flags=re.IGNORECASE)
     return int(m.group(1)) if m else None
+
+
+# A clip longer than this is a row problem (its frame numbers are wrong), found without
+# looking at its frames: 10^5 frames is over eight minutes at 200 fps, far longer than any
+# micro-expression (under half a second) or any annotated video of the field.
+MAX_CLIP_FRAMES = 100_000
+_NAME_BYTES = 255  # a file name's limit on every common file system
+
+
+def name_problem(what: str, name: str) -> str:
+    """Why ``name`` (a subject, clip or emotion from a sheet) can't be a folder name under
+    the dataset root ('' when it can): names from a sheet are data, never paths, so a name
+    with a separator, ``.``, ``..``, a control character or too many bytes is refused and
+    nothing outside the root is ever looked at."""
+    if name in (".", ".."):
+        return f"{what} {name!r} is not a folder name"
+    if "/" in name or "\\" in name:
+        return f"{what} {name!r} holds a path separator: a sheet cell is a name, not a path"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return f"{what} {name!r} holds a control character"
+    if len(name.encode("utf-8", "surrogatepass")) > _NAME_BYTES:
+        return f"{what} of {len(name)} characters is longer than a folder name can be"
+    return ""
+
+
+def _formula_why(formula: str) -> str:
+    return (f"is a formula without a stored value ({formula}): open the sheet in Excel or "
+            "LibreOffice and save it, so its values are stored")
 
 
 def cell_text(value: object) -> str:
@@ -222,6 +252,11 @@ class DatasetReader:
     def _row(self, excel_row: int, cells: dict[str, object], frames_root: Path,
              layout: Layout, classes: str) -> ManifestRow:
         problems: list[str] = []
+        for column in ("subject", "clip", "emotion"):  # names: a formula is no name
+            if isinstance(cells.get(column), Formula):
+                spelled = self.required_columns.get(column, (column,))[0]
+                problems.append(f"{spelled} {_formula_why(cells[column])}")
+                cells = {**cells, column: None}
         raw_subject = cells.get("subject")
         number = parse_subject_number(raw_subject)
         if number is None:
@@ -233,11 +268,16 @@ class DatasetReader:
         if not clip:
             problems.append("filename missing: no image possible")
         emotion = cell_text(cells.get("emotion"))
+        # names that reach a path: never looked up when not a plain folder name
+        bad_names = [why for why in (name_problem("filename", clip) if clip else "",
+                                     name_problem("emotion", emotion) if emotion else "")
+                     if why]
+        problems += [f"{why}: not used" for why in bad_names]
 
         onset, onset_why = parse_frame_number(cells.get("onset"))
         apex, apex_why = parse_frame_number(cells.get("apex"))
         offset, offset_why = parse_frame_number(cells.get("offset"))
-        full_ok = number is not None and bool(clip)
+        full_ok = number is not None and bool(clip) and not bad_names
         if onset is None:
             problems.append(f"onset {onset_why}: no image possible")
             full_ok = False
@@ -254,13 +294,21 @@ class DatasetReader:
                                 "no image possible")
                 full_ok = False
                 n_frames = 1
+            elif offset - onset + 1 > MAX_CLIP_FRAMES:
+                problems.append(f"onset {onset} to offset {offset} is {offset - onset + 1} "
+                                f"frames, more than the {MAX_CLIP_FRAMES} a clip may have: "
+                                "frame numbers doubtful, no image possible")
+                full_ok = False
             else:
                 n_frames = offset - onset + 1
 
-        candidates = self.clip_dirs(frames_root, layout, subject, clip, emotion)
-        frame_dir = next((d for d in candidates if d.is_dir()), candidates[0])
-        template = self.frame_template(layout, subject, clip)
-        if number is not None and clip:
+        if bad_names:
+            frame_dir, template = Path(), ""  # a bad name is never joined to a path
+        else:
+            candidates = self.clip_dirs(frames_root, layout, subject, clip, emotion)
+            frame_dir = next((d for d in candidates if d.is_dir()), candidates[0])
+            template = self.frame_template(layout, subject, clip)
+        if number is not None and clip and not bad_names:
             if not frame_dir.is_dir():
                 problems.append(f"clip folder missing: {frame_dir}")
                 full_ok = False

@@ -14,6 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from mer_di._paths import check_writable, make_folder
+
 PROBLEM_SEPARATOR = "; "
 
 
@@ -80,8 +82,8 @@ def write_manifest(rows: list[ManifestRow], path: str | Path) -> None:
     The file is written beside its final name and renamed into place, so a reader never
     sees half a manifest.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_writable(path)
+    make_folder(path.parent)
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)

@@ -83,3 +83,8 @@ __all__ = ["BuildError", "CacheError", "ConfigError", "DataError", "DivergedErro
            "FrameError",
            "ManifestError", "MerError", "ModelError", "PredictError", "ReportError",
            "RunError", "SheetError", "SynthError"]
+
+
+class OutputError(MerError):
+    """An output path can't be written (a parent is a file, a folder is read-only, the disk
+    is full); the message names the path."""

@@ -10,6 +10,7 @@ cache's temporary file -> at the end the new cache is renamed into place (see
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ import numba
 import numpy as np
 
 from mer_di import __version__
+from mer_di._paths import check_writable
 from mer_di.data_manifest import ManifestRow, build_manifest
 from mer_di.data_manifest.records import FIELDS
 from mer_di.errors import BuildError, CacheError
@@ -54,8 +56,9 @@ class BuildOptions:
     """How a cache's images are made: ``size`` (pixels of the square side; None keeps
     the native frame size), ``crop`` and ``weights`` (:data:`mer_di.options.CROPS`,
     :data:`mer_di.options.WEIGHTS`), ``workers`` (decoding threads; None: all cores),
-    ``strict`` (stop at the first bad clip) and ``rebuild`` (replace a cache built with
-    other parameters)."""
+    ``strict`` (stop at the first bad clip), ``rebuild`` (replace a cache built with
+    other parameters) and ``redo`` (keys ``subject/clip`` to build again even when the
+    cache has them: a clip whose pixels were damaged)."""
 
     size: int | None = 224
     crop: str = "none"
@@ -63,6 +66,7 @@ class BuildOptions:
     workers: int | None = None  # frame-decoding threads; None = all cores
     strict: bool = False
     rebuild: bool = False
+    redo: tuple[str, ...] = ()
 
     def params(self, dataset: str) -> dict[str, object]:
         """The parameters a cache is built under (they must match to reuse a cache)."""
@@ -189,7 +193,7 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
     options = options or BuildOptions()
     check("crop", options.crop, CROPS, CacheError)
     check("weights", options.weights, WEIGHTS, CacheError)
-    out = Path(out)
+    out = check_writable(out)
     manifest = build_manifest(dataset, root, sheet=sheet, classes="all")
     params = options.params(dataset)
     report = BuildReport(out)
@@ -219,6 +223,12 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         keep_parts: dict[tuple[str, str], dict[str, object]] = {}
         if manifest.why_no_clip():  # never an empty cache as a success
             raise BuildError(manifest.why_no_clip())
+        redo = set(options.redo)
+        unknown = sorted(redo - {row.key for row in manifest.rows if row.full_ok})
+        if unknown:
+            raise BuildError(f"--redo {unknown[0]}: not a usable clip of {manifest.sheet} (give "
+                             "SUBJECT/CLIP as the cache names it, e.g. "
+                             f"{next(r.key for r in manifest.rows if r.full_ok)})")
         for row in manifest.rows:
             if not row.full_ok:
                 skip = {"key": row.key, "sheet_row": row.sheet_row, "reason": row.problems}
@@ -229,6 +239,9 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
             fp = row_fingerprint(row, params)
             name = (row.subject, row.clip)
             labels = row_attrs(row)
+            if row.key in redo:
+                todo.append((row, fp))
+                continue
             if existing.get(name, ("", ""))[0] == fp:
                 keep_old[name] = labels
                 report.relabelled += existing[name][1] != labels["row_fingerprint"]
@@ -245,26 +258,43 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         root_attrs = {**params, "sheet": str(manifest.sheet.resolve()),
                       "sheet_sha256": file_sha256(manifest.sheet),
                       "tool_version": __version__}
-        # The new cache is written as clips finish (no read-back of the parts at the end);
-        # the parts stay the crash-safe record until the new cache is renamed into place.
-        with CacheWriter(out) as writer:
-            if keep_old:
-                with h5py.File(out, "r") as old:
-                    for name in sorted(keep_old):
-                        writer.copy_from(old, *name, attrs=keep_old[name])
-            for name in sorted(keep_parts):
-                record = parts.load(*name)
-                record.attrs.update(keep_parts[name])
-                writer.add(record)
-            failed = _build_clips(todo, options, parts, writer, report, progress)
-            if failed and options.strict:
-                raise BuildError(_strict_stop(failed, report.built, parts))
-            root_attrs.update(created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                              skipped=report.skipped)
-            report.total = writer.commit(root_attrs)
+        try:
+            # The new cache is written as clips finish (no read-back of the parts at the end);
+            # the parts stay the crash-safe record until the new cache is renamed into place.
+            with CacheWriter(out) as writer:
+                if keep_old:
+                    with h5py.File(out, "r") as old:
+                        for name in sorted(keep_old):
+                            writer.copy_from(old, *name, attrs=keep_old[name])
+                for name in sorted(keep_parts):
+                    record = parts.load(*name)
+                    record.attrs.update(keep_parts[name])
+                    writer.add(record)
+                failed = _build_clips(todo, options, parts, writer, report, progress)
+                if failed and options.strict:
+                    raise BuildError(_strict_stop(failed, report.built, parts))
+                created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+                root_attrs.update(created=created, skipped=report.skipped)
+                report.total = writer.commit(root_attrs)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            kept = len(list(parts.dir.glob("*.part")))
+            raise BuildError(f"disk full while writing {out} or its parts ({exc}); {kept} "
+                             f"finished clips are kept in {parts.dir} and the previous cache, "
+                             "if any, is untouched: free some space and run the same command "
+                             "again") from None
         parts.clear()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """Whether ``exc`` says the disk (or the quota) is full. h5py's errors carry the
+    C library's errno only in their text."""
+    text = str(exc)
+    return (exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text
+            or "Disk quota exceeded" in text or "errno = 28" in text)
 
 
 def _strict_stop(skip: dict[str, object], built: int, parts: PartStore) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mer_di._paths import check_writable, make_folder
 from mer_di.errors import CacheError
 from mer_di.pipeline.store import IMAGES, PHASES, Cache, open_cache, parse_key
 
@@ -68,7 +69,7 @@ def _tile(img: np.ndarray, title: str, width: int) -> np.ndarray:
 
 def show_clip(cache: str | Path, key: str, out: str | Path, size: int = 224) -> Path:
     """A PNG: the clip's three images (min-max scaled) above its onset, apex, offset frames."""
-    out = Path(out)
+    out = check_writable(out)
     with open_cache(cache) as c:
         clip = c.get(*parse_key(key, c.path))
         images = c.images(clip, PHASES)
@@ -91,7 +92,7 @@ def show_clip(cache: str | Path, key: str, out: str | Path, size: int = 224) -> 
     cv2.putText(header, f"{key}  label {a.get('label')}  onset {a.get('onset')} apex "
                 f"{a.get('apex')} offset {a.get('offset')}", (4, 18), cv2.FONT_HERSHEY_SIMPLEX,
                 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     if not cv2.imwrite(str(out), np.vstack([header, sheet])[..., ::-1]):
         raise CacheError(f"{out}: cannot write the PNG")
     return out

@@ -142,14 +142,17 @@ def _parse_out_size(_ctx, _param, value: str) -> int | None:
               help="Frame-decoding threads (default: all cores).")
 @click.option("--strict", is_flag=True, help="Stop at the first bad clip instead of skipping.")
 @click.option("--rebuild", is_flag=True, help="Replace a cache built with other parameters.")
+@click.option("--redo", multiple=True, metavar="SUBJECT/CLIP",
+              help="Build this clip again even when the cache has it (repeat), e.g. one "
+              "whose pixels were damaged.")
 def build_cache_command(dataset: str, root: Path, sheet: Path | None, out: Path,
                         size: int | None, crop: str, weights: str, workers: int | None,
-                        strict: bool, rebuild: bool) -> None:
+                        strict: bool, rebuild: bool, redo: tuple[str, ...]) -> None:
     """Compute the full, onset and offset dynamic images of every clip into one HDF5 file."""
     from mer_di.pipeline.build import BuildOptions, build_cache
 
     options = BuildOptions(size=size, crop=crop, weights=weights, workers=workers,
-                           strict=strict, rebuild=rebuild)
+                           strict=strict, rebuild=rebuild, redo=redo)
     report = build_cache(dataset, root, out, sheet=sheet, options=options, progress=True)
     click.echo(report.describe())
 

@@ -11,6 +11,8 @@ with no per-frame uint8 rounding, and 60x fewer resizes for a 60-frame clip).
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -23,6 +25,10 @@ from mer_di.errors import FrameError
 from mer_di.options import CROP_NAMES as CROPS
 
 FRAMES_PER_TASK = 4  # frames a decoder thread takes at a time
+# Bounds on one frame file: far above any dataset's (SAMM: 2040x1088, 4K video: 8.3 Mpx),
+# far below what exhausts memory.
+MAX_FRAME_PIXELS = 64 * 1024 * 1024
+MAX_FRAME_BYTES = 256 * 1024 * 1024
 HAAR_MARGIN = 0.15  # fraction of the detected face's side added on every side
 # Frames are pixels as stored: EXIF orientation is ignored by every decode, so the first
 # frame (read as stored) and the reduced decodes always agree on the geometry.
@@ -70,16 +76,47 @@ def read_frame(path: Path, number: int, flag: int = cv2.IMREAD_UNCHANGED) -> np.
 
 def _read_bytes(path: Path, number: int) -> np.ndarray:
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        # opened without blocking and checked before reading: a FIFO, a device or a folder
+        # where a frame should be is a bad frame, never a hang
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise FrameError(f"frame {number} ({path}): cannot read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FrameError(f"frame {number} ({path}): not a regular file")
+        if st.st_size > MAX_FRAME_BYTES:
+            raise FrameError(f"frame {number} ({path}): {st.st_size} bytes, more than a frame "
+                             f"may have ({MAX_FRAME_BYTES})")
+        try:
+            data = np.frombuffer(fh.read(), dtype=np.uint8)
+        except OSError as exc:
+            raise FrameError(f"frame {number} ({path}): cannot read ({exc.strerror})") from None
     if data.size == 0:
         raise FrameError(f"frame {number} ({path}): empty file")
     return data
 
 
-def _decode(data: np.ndarray, path: Path, number: int, flag: int) -> np.ndarray:
-    img = cv2.imdecode(data, flag)
+def _check_geometry(h: int, w: int, path: Path, number: int) -> None:
+    """A frame header claiming more than :data:`MAX_FRAME_PIXELS` is a bad frame: decoding
+    it would allocate gigabytes (a hostile 65000x65000 header stopped whole builds)."""
+    if h * w > MAX_FRAME_PIXELS:
+        raise FrameError(f"frame {number} ({path}): its header claims {w}x{h} pixels, more "
+                         f"than a frame may have ({MAX_FRAME_PIXELS})")
+
+
+def _decode(data: np.ndarray, path: Path, number: int, flag: int,
+            checked: bool = False) -> np.ndarray:
+    """Decode a frame file's bytes; ``checked``: its JPEG header was already read and its
+    geometry checked by the caller."""
+    header = None if checked else _jpeg_header(data[:1 << 16].tobytes())
+    if header is not None:
+        _check_geometry(header[0], header[1], path, number)
+    try:
+        img = cv2.imdecode(data, flag)
+    except (cv2.error, MemoryError) as exc:  # any decoder failure is a bad frame
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise FrameError(f"frame {number} ({path}): the decoder failed ({reason})") from None
     if img is None:
         raise FrameError(f"frame {number} ({path}): not a decodable image")
     return img
@@ -90,10 +127,13 @@ def jpeg_geometry(path: Path) -> tuple[int, int, int] | None:
     None for anything else (not a JPEG, unreadable, no frame header in the first 64 KiB),
     where the caller decodes the frame instead."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(1 << 16)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None  # not a file: decoding it says so
+        data = fh.read(1 << 16)
     return _jpeg_header(data)
 
 
@@ -185,6 +225,7 @@ def _decode_one(path: Path, number: int, grey: bool, reduce: int, box: Box,
     note = ""
     if header is not None:
         h, w, components = header
+        _check_geometry(h, w, path, number)
         if (h, w) != first:
             raise FrameError(f"frame {number} ({path}): size {w}x{h} differs from the clip's "
                              f"first frame ({first[1]}x{first[0]}): clip skipped")
@@ -192,7 +233,7 @@ def _decode_one(path: Path, number: int, grey: bool, reduce: int, box: Box,
             kind = "greyscale" if components == 1 else "colour"
             note = (f"frame {number} ({path.name}) is {kind} in a "
                     f"{'greyscale' if grey else 'colour'} clip: converted")
-    img = _decode(data, path, number, _REDUCED[(grey, reduce)])
+    img = _decode(data, path, number, _REDUCED[(grey, reduce)], checked=header is not None)
     b = box.scaled(reduce)
     if img.shape[0] < b.y + out.shape[0] or img.shape[1] < b.x + out.shape[1]:
         raise FrameError(f"frame {number} ({path}): size {img.shape[1]}x{img.shape[0]} "
@@ -243,6 +284,7 @@ def load_clip(paths: list[tuple[int, Path]], size: int | None, crop: str,
     else:  # the whole frame: its size from the header, no full-size decode of frame 1
         h, w, components = geometry
         grey = components == 1
+        _check_geometry(h, w, path0, number0)
     notes: list[str] = []
     box = Box(0, 0, w, h)  # crop none: the whole frame (squashed to size x size)
     if crop == "haar":

@@ -26,6 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mer_di.data_manifest.reader import name_problem
 from mer_di.errors import CacheError
 
 SCHEMA_VERSION = 2  # 2: each clip also holds its apex frame (APEX_FRAME)
@@ -45,6 +46,15 @@ ROOT_ATTRS = (*BUILD_PARAMS, "sheet", "sheet_sha256", "tool_version", "created",
 def clip_key(subject: str, clip: str) -> str:
     """The clip's group path in the cache: ``subject/clip`` (the only key format)."""
     return f"{subject}/{clip}"
+
+
+def check_names(subject: str, clip: str) -> None:
+    """Raise :class:`CacheError` unless ``subject`` and ``clip`` are plain names: an HDF5
+    key is only ever built from validated names (a ``..`` or ``a/full`` would be a path)."""
+    for what, name in (("subject", subject), ("clip", clip)):
+        why = name_problem(what, name) if name else f"empty {what} name"
+        if why:
+            raise CacheError(f"{subject}/{clip}: {why}")
 
 
 def parse_key(key: str, cache: str | Path = "the cache") -> tuple[str, str]:
@@ -168,6 +178,22 @@ class CachedClip:
                    apex_source="sheet" if index is not None else "middle", attrs=a)
 
 
+REBUILD_ALL = ("build it again: mer-prep build-cache --dataset D --root R --out {path} "
+               "--rebuild")
+REBUILD_CLIP = ("rebuild that clip: mer-prep build-cache --dataset D --root R --out {path} "
+                "--redo {key}")
+
+
+class _DamagedClip(Exception):
+    """One clip group of a cache is not as the writer leaves it."""
+
+
+def _why(exc: BaseException) -> str:
+    """An h5py error as one short line (they can run to several, with HDF5 internals)."""
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__
+
+
 class Cache:
     """A dynamic-image cache opened for reading (use :func:`open_cache`).
 
@@ -175,15 +201,26 @@ class Cache:
     arrays on request. Close it (or use ``with``); never share one across a fork.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, damaged: str = "raise"):
         self.path = Path(path)
         if not self.path.is_file():
             raise CacheError(f"{self.path}: cache not found")
+        # "raise": a damaged clip stops the reader (training on fewer clips than the cache
+        # claims would be a silent wrong result); "skip": it is left out and listed in
+        # :attr:`damaged` (a build rebuilds it)
+        self._on_damage = damaged
+        self.damaged: dict[str, str] = {}
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as exc:
-            raise CacheError(f"{self.path}: not a readable HDF5 cache ({exc})") from None
-        self.attrs = {k: from_attr(v) for k, v in self._file.attrs.items()}
+            raise CacheError(f"{self.path}: not a readable HDF5 cache ({_why(exc)}); "
+                             f"{REBUILD_ALL.format(path=self.path)}") from None
+        try:
+            self.attrs = {k: from_attr(v) for k, v in self._file.attrs.items()}
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+            self.close()
+            raise CacheError(f"{self.path}: its metadata is damaged ({_why(exc)}); "
+                             f"{REBUILD_ALL.format(path=self.path)}") from None
         if "schema_version" not in self.attrs or "dataset" not in self.attrs:
             self.close()
             raise CacheError(f"{self.path}: an HDF5 file, but not a dynamic-image cache "
@@ -205,13 +242,69 @@ class Cache:
     # -- clips ----------------------------------------------------------------------------
     def _index(self) -> dict[str, CachedClip]:
         if self._clips is None:
-            self._clips = {}
-            for subject, group in self._file.items():
-                for clip, g in group.items():
-                    record = CachedClip.from_attrs(self.dataset, subject, clip, g.attrs,
-                                                   tuple(g))
-                    self._clips[record.key] = record
+            clips = {}
+            try:
+                for subject in self._file:
+                    group = self._member(self._file, subject, h5py.Group, "subject group")
+                    for clip in group:
+                        key = clip_key(subject, clip)
+                        try:
+                            record = self._clip(group, subject, clip)
+                        except _DamagedClip as exc:
+                            if self._on_damage == "raise":
+                                raise CacheError(
+                                    f"{self.path}: clip {key} is damaged ({exc}); "
+                                    f"{REBUILD_CLIP.format(key=key, path=self.path)}") from None
+                            self.damaged[key] = str(exc)
+                            continue
+                        clips[record.key] = record
+            except _DamagedClip as exc:
+                raise CacheError(f"{self.path}: damaged ({exc}); "
+                                 f"{REBUILD_ALL.format(path=self.path)}") from None
+            except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+                raise CacheError(f"{self.path}: damaged, its clips cannot be listed "
+                                 f"({_why(exc)}); {REBUILD_ALL.format(path=self.path)}"
+                                 ) from None
+            self._clips = clips
         return self._clips
+
+    def _member(self, parent: h5py.Group, name: str, kind: type, what: str):
+        """``parent[name]`` when it is a hard link to a ``kind``; a link elsewhere, external
+        or virtual storage is refused (:class:`CacheError`: a cache holds its own bytes,
+        and a hostile file could make us read another file); anything else is damage."""
+        link = parent.get(name, getlink=True)
+        where = f"{parent.name.rstrip('/')}/{name}"
+        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+            kind_name = "a soft link" if isinstance(link, h5py.SoftLink) else "an external link"
+            raise CacheError(f"{self.path}: {where} is {kind_name}; a cache never holds links, "
+                             f"so this file was not written by mer-prep: refusing to read it")
+        obj = parent[name]
+        if not isinstance(obj, kind):
+            raise _DamagedClip(f"{where} is not a {what}")
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual:
+                raise CacheError(f"{self.path}: {where} is a virtual dataset (its data lives "
+                                 "in other files); a cache holds its own data: refusing to "
+                                 "read it")
+            if obj.external:
+                files = ", ".join(str(f[0]) for f in obj.external)
+                raise CacheError(f"{self.path}: {where} is stored in external file(s) "
+                                 f"({files}); a cache holds its own data: refusing to read it")
+        return obj
+
+    def _clip(self, group: h5py.Group, subject: str, clip: str) -> CachedClip:
+        g = self._member(group, clip, h5py.Group, "clip group")
+        names = tuple(g)
+        for name in names:
+            ds = self._member(g, name, h5py.Dataset, "image")
+            if name in IMAGES and (ds.ndim != 3 or ds.shape[2] not in (1, 3)):
+                raise _DamagedClip(f"its {name} image has shape {ds.shape}, not (H, W, C)")
+        if "full" not in names:
+            raise _DamagedClip("it has no full image")
+        try:
+            return CachedClip.from_attrs(self.dataset, subject, clip, g.attrs, names)
+        except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise _DamagedClip(f"its attributes cannot be read: {_why(exc)}") from None
 
     def __iter__(self) -> Iterator[CachedClip]:
         return iter(list(self._index().values()))
@@ -237,7 +330,17 @@ class Cache:
         """The clip's images among ``names`` that it has: the dynamic images float32
         [shape=(H, W, C)], ``apex_frame`` uint8 [shape=(H, W, C)]."""
         g = self._file[clip.key]
-        return {name: g[name][()] for name in names if name in g}
+        out = {}
+        for name in names:
+            if name in g:
+                try:
+                    out[name] = g[name][()]
+                except (OSError, RuntimeError, ValueError) as exc:  # a checksum, a short file
+                    raise CacheError(
+                        f"{self.path}: the {name} image of clip {clip.key} is damaged "
+                        f"({_why(exc)}); {REBUILD_CLIP.format(key=clip.key, path=self.path)}"
+                    ) from None
+        return out
 
     def shapes(self, clip: CachedClip) -> dict[str, tuple[int, ...]]:
         """The shape of each image the clip has, without reading it."""
@@ -254,7 +357,7 @@ class Cache:
         self.close()
 
 
-def open_cache(path: str | Path) -> Cache:
+def open_cache(path: str | Path, damaged: str = "raise") -> Cache:
     """Open the dynamic-image cache at ``path`` for reading.
 
     Parameters
@@ -271,9 +374,11 @@ def open_cache(path: str | Path) -> Cache:
     Raises
     ------
     CacheError
-        When the file is missing, not HDF5, or not a dynamic-image cache.
+        When the file is missing, not HDF5, not a dynamic-image cache, damaged (a clip
+        without its full image, unreadable metadata or pixels: the message says which and
+        the command that rebuilds it), or holds links, external or virtual storage.
     """
-    return Cache(path)
+    return Cache(path, damaged)
 
 
 def read_root_attrs(cache: Path) -> dict[str, object]:
@@ -281,13 +386,14 @@ def read_root_attrs(cache: Path) -> dict[str, object]:
     try:
         with h5py.File(cache, "r") as f:
             return {k: from_attr(v) for k, v in f.attrs.items()}
-    except OSError as exc:
-        raise CacheError(f"{cache}: not a readable HDF5 cache ({exc})") from exc
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        raise CacheError(f"{cache}: not a readable HDF5 cache ({_why(exc)}); rebuild it with "
+                         "--rebuild, or give another --out") from None
 
 
 def clip_fingerprints(cache: Path) -> dict[tuple[str, str], tuple[str, str]]:
     """``{(subject, clip): (fingerprint of the images, of the sheet row)}`` of the clips in
     ``cache`` (a cache built before rows had one: '')."""
-    with open_cache(cache) as c:
+    with open_cache(cache, damaged="skip") as c:  # a damaged clip is built again
         return {(r.subject, r.clip): (str(r.attrs.get("fingerprint", "")),
                                       str(r.attrs.get("row_fingerprint", ""))) for r in c}

@@ -26,7 +26,14 @@ import h5py
 import numpy as np
 
 from mer_di.errors import CacheError
-from mer_di.pipeline.store import APEX_FRAME, IMAGES, ROOT_ATTRS, ClipRecord, to_attr
+from mer_di.pipeline.store import (
+    APEX_FRAME,
+    IMAGES,
+    ROOT_ATTRS,
+    ClipRecord,
+    check_names,
+    to_attr,
+)
 
 
 @contextmanager
@@ -94,11 +101,15 @@ class PartStore:
         # survives it); only the assembled cache is synced. After a power loss a part
         # that fails to load is simply built again.
         header = {"attrs": record.attrs, "phases": list(record.images)}
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.frombuffer(json.dumps(header).encode(), np.uint8))
-            for image in record.images.values():
-                np.save(fh, image)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.frombuffer(json.dumps(header).encode(), np.uint8))
+                for image in record.images.values():
+                    np.save(fh, image)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # disk full, a signal: no half part is left
+            raise
 
     def load(self, subject: str, clip: str, images: bool = True) -> ClipRecord | None:
         """The part of clip ``subject``/``clip`` (None when there is none or it is
@@ -147,14 +158,17 @@ class CacheWriter:
 
     def add(self, record: ClipRecord) -> None:
         """Write one clip (its images and attributes)."""
+        check_names(record.subject, record.clip)
         g = self._file.require_group(record.key)
         for k, v in record.attrs.items():
             g.attrs[k] = to_attr(v)
         for phase in IMAGES:
             if phase in record.images:
                 image = record.images[phase]
+                # a Fletcher-32 checksum per chunk: damaged pixels are an error when read,
+                # never numbers (a cache may live years on shared disks)
                 g.create_dataset(phase, data=image if phase == APEX_FRAME else image.astype(
-                    np.float32, copy=False))
+                    np.float32, copy=False), fletcher32=True)
         self.count += 1
 
     def copy_from(self, source: h5py.File, subject: str, clip: str,
@@ -179,7 +193,12 @@ class CacheWriter:
         return self.count
 
     def __exit__(self, *exc) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self.tmp.unlink(missing_ok=True)
+        try:
+            if self._file is not None:
+                self._file, file = None, self._file
+                file.close()  # may fail again on a full disk: the file goes all the same
+        except Exception:
+            if exc[0] is None:
+                raise
+        finally:
+            self.tmp.unlink(missing_ok=True)

@@ -50,7 +50,8 @@ def test_header_spelling_ignores_case_and_spaces(tmp_path):
 def test_missing_columns_are_named(tmp_path):
     path = _workbook(tmp_path / "s.xlsx", [("S", [
         ["Subject", "Filename", "OnsetFrame", "OffsetFrame", "Estimated Emotion"]])])
-    with pytest.raises(SheetError, match=r"sheet 'S' row 1, lacks apex") as err:
+    # the missing column is named as the sheet spells it
+    with pytest.raises(SheetError, match=r"sheet 'S' row 1, lacks ApexFrame") as err:
         read_table(path, REQUIRED)
     assert str(path) in str(err.value)
 

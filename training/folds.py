@@ -32,6 +32,11 @@ def make_folds(protocol: str, labels: np.ndarray, subjects: np.ndarray, n_folds:
     if protocol == "kfold":
         if n < n_folds:
             raise FoldError(f"{n} clips cannot make {n_folds} folds")
+        largest = int(np.unique(labels, return_counts=True)[1].max())
+        if largest < n_folds:  # StratifiedKFold's own ValueError would be a traceback
+            raise FoldError(f"{n_folds} stratified folds need a class with at least {n_folds} "
+                            f"clips; the largest has {largest}: give --folds {max(2, largest)} "
+                            "or fewer")
         splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(n), labels)
     else:
@@ -40,7 +45,10 @@ def make_folds(protocol: str, labels: np.ndarray, subjects: np.ndarray, n_folds:
             raise FoldError(f"{n_subjects} subjects cannot make {n_folds} subject-disjoint folds")
         splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(n), labels, subjects)
-    folds = [np.sort(test) for _, test in splits]
+    try:
+        folds = [np.sort(test) for _, test in splits]
+    except ValueError as exc:  # any other split sklearn cannot make
+        raise FoldError(f"{protocol} with {n_folds} folds cannot be made: {exc}") from None
     empty = [i for i, f in enumerate(folds) if len(f) == 0]
     if empty:
         raise FoldError(f"fold {empty[0]} has no test clips")

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mer_di._paths import check_writable, make_folder
 from mer_di.data_manifest import build_manifest
 from mer_di.errors import MerError, PredictError
 from mer_di.pipeline.build import BuildOptions, pool_clips
@@ -256,6 +257,8 @@ def predict(run: str | Path, *, cache: str | Path | None = None,
     PredictError
         Bad arguments, a run without checkpoints, a cache built otherwise, unknown clips.
     """
+    if out is not None:
+        check_writable(out)
     if (cache is None) == (root is None):
         raise PredictError("give either a cache (--cache) or a dataset folder (--root with "
                            "--dataset)")
@@ -285,7 +288,7 @@ def predict(run: str | Path, *, cache: str | Path | None = None,
     table.attrs["models"] = trained.describe()
     if out is not None:
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(out.parent)
         tmp = out.with_name(out.name + ".tmp")
         table.to_csv(tmp, index=False)
         tmp.replace(out)

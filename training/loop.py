@@ -36,10 +36,19 @@ class TrainOptions:
     amp: bool = True  # mixed precision where the device is a GPU
 
     def check(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0 or self.patience < 0:
-            raise ValueError("need epochs >= 1, batch size >= 2, lr > 0, patience >= 0")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError("the validation fraction must be in [0, 1)")
+        """Raise ValueError naming every option out of its range (NaN and inf included)."""
+        bad = [f"{name} {value}: {why}" for name, value, ok, why in (
+            ("--epochs", self.epochs, self.epochs >= 1, "give 1 or more"),
+            ("--batch-size", self.batch_size, self.batch_size >= 2, "give 2 or more"),
+            ("--lr", self.lr, math.isfinite(self.lr) and self.lr > 0,
+             "give a positive, finite learning rate"),
+            ("--patience", self.patience, self.patience >= 0, "give 0 (never stop) or more"),
+            ("--val-fraction", self.val_fraction,
+             math.isfinite(self.val_fraction) and 0 <= self.val_fraction < 1,
+             "give a fraction in [0, 1)"),
+        ) if not ok]
+        if bad:
+            raise ValueError("; ".join(bad))
 
 
 @dataclass

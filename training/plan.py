@@ -9,6 +9,7 @@ fail does so here, before any unit runs.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,12 +111,17 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` (CUDA when there is one), ``cpu`` or ``cuda[:N]`` as a torch device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError(f"--device {device}: no CUDA device here")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise RunError(f"--device {device}: give auto, cpu or cuda[:N]") from None
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
+    if m is None:  # mps, xpu...: devices this project has never been tested on
+        raise RunError(f"--device {device}: give auto, cpu or cuda[:N]")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RunError(f"--device {device}: no CUDA device here")
+        n = torch.cuda.device_count()
+        if m.group(1) is not None and int(m.group(1)) >= n:
+            raise RunError(f"--device {device}: this machine has {n} CUDA device(s), "
+                           f"cuda:0 to cuda:{n - 1}")
+    return torch.device(device)
 
 
 def plan_run(spec: CVSpec) -> Plan:

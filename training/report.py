@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer_di._paths import check_writable, make_folder
 from mer_di.errors import ReportError
 from mer_di.training.configs import CONFIG_NAMES
 from mer_di.training.figures import plot_confusion, plot_curves
@@ -576,8 +577,8 @@ def make_report(runs: list[str | Path], out: str | Path | None = None,
     loaded = load_runs(list(runs))
     long = table_long(loaded)
     pairs = paired(loaded, baseline, n_boot, seed)
-    out = Path(out) if out is not None else loaded[0].path / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable(out if out is not None else loaded[0].path / "report", folder=True)
+    make_folder(out)
     runs_md = "\n".join(f"- {r.describe()}" for r in loaded)
     table_md = f"Runs:\n{runs_md}\n\n{table_markdown(long)}\n"
     paired_md = (f"Paired comparisons against {baseline}:\n\n"

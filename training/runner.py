@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from mer_di import __version__
+from mer_di._paths import check_writable, make_folder
 from mer_di.errors import RunError
 from mer_di.pipeline.store import file_sha256
 from mer_di.training.executor import Executor, LocalExecutor
@@ -119,7 +120,7 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
     MerError
         Any bad input, before any training (see :func:`mer_di.training.plan.plan_run`).
     """
-    out = Path(out)
+    out = check_writable(out, folder=True)
     plan = plan_run(spec)
     dev = resolve_device(device)
     record = _config_record(plan)
@@ -138,7 +139,7 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
     elif out.exists() and any(out.iterdir()):
         raise RunError(f"{out} exists and is not a run folder; choose another --out")
     units_dir = out / "units"
-    units_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(units_dir)
     for stale in units_dir.glob(".tmp-*"):
         shutil.rmtree(stale)  # a unit a killed run was writing
     if not config_path.exists():

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mer_di._paths import check_writable
 from mer_di.data_manifest.synth.faces import random_look
 from mer_di.data_manifest.synth.plan import plan_clips
 from mer_di.data_manifest.synth.registry import get_spec
@@ -93,6 +94,7 @@ def generate_dataset(dataset: str, out: str | Path, subjects: int = 6, clips_per
         An unknown dataset or layout, too short clips, or an ``out`` that is not empty.
     """
     spec = get_spec(dataset)
+    check_writable(out, folder=True)
     layout = layout or spec.layouts[0]
     if layout not in spec.layouts:
         raise SynthError(f"{dataset} has no layout {layout!r}; choose {', '.join(spec.layouts)}")
