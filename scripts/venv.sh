@@ -7,8 +7,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 if [ -n "${1:-}" ]; then
-  "$VENV/bin/python" -m pip install --quiet -e ".[$1]"
+  "$VENV/bin/python" -m pip install --quiet -c scripts/constraints.txt -e ".[$1]"
 else
-  "$VENV/bin/python" -m pip install --quiet -e .
+  "$VENV/bin/python" -m pip install --quiet -c scripts/constraints.txt -e .
 fi
 export PATH="$VENV/bin:$PATH"

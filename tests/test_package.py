@@ -28,6 +28,8 @@ def test_the_wheel_installs_only_mer_di(tmp_path):
         ".ruff_cache", "demo_out"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(tmp_path), str(source)], check=True, cwd=tmp_path)
+    # nothing is left in the folder built from (setuptools would leave build/, egg-info)
+    assert not (source / "build").exists() and not list(source.glob("*.egg-info"))
     wheel = next(tmp_path.glob("mer_di-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
@@ -41,6 +43,24 @@ def test_the_wheel_installs_only_mer_di(tmp_path):
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import mer_di.training.cli as c; "
             "assert c.__file__.startswith(sys.argv[1]), c.__file__")
     subprocess.run([sys.executable, "-c", code, str(site)], check=True, cwd=tmp_path)
+
+
+def test_torch_is_a_range_and_our_pair_a_constraint():
+    """Installing into an environment with a working torch keeps it: pyproject accepts a
+    range; scripts/ pin the known-good pair with a constraints file."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    deps = {Requirement(d).name: Requirement(d).specifier
+            for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+                "dependencies"]}
+    for version in ("2.4.0", "2.5.1", "2.14.1"):
+        assert deps["torch"].contains(version)
+    assert deps["torchvision"].contains("0.20.1") and deps["torchvision"].contains("0.29.1")
+    pins = (REPO / "scripts" / "constraints.txt").read_text()
+    assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins
+    assert "-c scripts/constraints.txt" in (REPO / "scripts" / "venv.sh").read_text()
 
 
 def test_a_users_training_module_does_not_shadow_ours(tmp_path):
