@@ -49,7 +49,6 @@ def test_torch_is_a_range_and_our_pair_a_constraint():
     """Installing into an environment with a working torch keeps it: pyproject accepts a
     range; scripts/ pin the known-good pair with a constraints file."""
     import tomllib
-
     from packaging.requirements import Requirement
 
     deps = {Requirement(d).name: Requirement(d).specifier
