@@ -198,6 +198,14 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
     params = options.params(dataset)
     report = BuildReport(out)
     start = time.perf_counter()
+    if manifest.why_no_clip():  # never an empty cache as a success
+        raise BuildError(manifest.why_no_clip())
+    redo = set(options.redo)
+    unknown = sorted(redo - {row.key for row in manifest.rows if row.full_ok})
+    if unknown:
+        raise BuildError(f"--redo {unknown[0]}: not a usable clip of {manifest.sheet} (give "
+                         "SUBJECT/CLIP as the cache names it, e.g. "
+                         f"{next(r.key for r in manifest.rows if r.full_ok)})")
     with writer_lock(out):
         # a temporary cache left by a killed writer (we hold the lock: no one else's)
         for stale in out.parent.glob(out.name + ".tmp-*"):
@@ -221,14 +229,6 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         # each with its row's attributes now (the sheet may have relabelled it)
         keep_old: dict[tuple[str, str], dict[str, object]] = {}
         keep_parts: dict[tuple[str, str], dict[str, object]] = {}
-        if manifest.why_no_clip():  # never an empty cache as a success
-            raise BuildError(manifest.why_no_clip())
-        redo = set(options.redo)
-        unknown = sorted(redo - {row.key for row in manifest.rows if row.full_ok})
-        if unknown:
-            raise BuildError(f"--redo {unknown[0]}: not a usable clip of {manifest.sheet} (give "
-                             "SUBJECT/CLIP as the cache names it, e.g. "
-                             f"{next(r.key for r in manifest.rows if r.full_ok)})")
         for row in manifest.rows:
             if not row.full_ok:
                 skip = {"key": row.key, "sheet_row": row.sheet_row, "reason": row.problems}
