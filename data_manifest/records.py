@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,15 +83,22 @@ def write_manifest(rows: list[ManifestRow], path: str | Path) -> None:
     The file is written beside its final name and renamed into place, so a reader never
     sees half a manifest.
     """
+    if str(path) == "-":
+        _write_rows(rows, sys.stdout)
+        return
     path = check_writable(path)
     make_folder(path.parent)
     tmp = path.with_name(path.name + ".partial")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(FIELDS)
-        for row in rows:
-            writer.writerow([_to_text(getattr(row, name)) for name in FIELDS])
+        _write_rows(rows, fh)
     tmp.replace(path)
+
+
+def _write_rows(rows: list[ManifestRow], fh) -> None:
+    writer = csv.writer(fh)
+    writer.writerow(FIELDS)
+    for row in rows:
+        writer.writerow([_to_text(getattr(row, name)) for name in FIELDS])
 
 
 def read_manifest(path: str | Path) -> list[ManifestRow]:

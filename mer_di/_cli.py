@@ -15,6 +15,15 @@ import click
 
 from mer_di.errors import MerError
 
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def example(*commands: str) -> str:
+    """The closing lines of a command's --help: ``Example:`` and commands as given
+    (``\\b`` keeps click from rewrapping them)."""
+    return "\b\nExample" + ("s" if len(commands) > 1 else "") + ":\n" + "\n".join(
+        f"  {c}" for c in commands)
+
 
 class OnceOptions(click.Command):
     """A command whose single-valued options may be given at most once."""

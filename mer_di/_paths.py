@@ -14,6 +14,10 @@ def check_writable(path: str | Path, option: str = "--out", folder: bool = False
     """``path`` as a Path, once it is known that it can be created or replaced: its nearest
     existing ancestor is a writable folder; when ``path`` exists, it is a folder
     (``folder``) or a file (otherwise). Raises :class:`OutputError` naming the path."""
+    if str(path) == "-":
+        raise OutputError(f"{option} -: standard output takes tables only (a manifest, "
+                          "predictions, spotted apexes); this output is "
+                          f"{'a folder' if folder else 'a file'}: give a path")
     path = Path(path)
     probe = path
     while not probe.exists() and probe != probe.parent:

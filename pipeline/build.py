@@ -376,9 +376,9 @@ def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWri
     failure under --strict."""
     bar = None
     if progress and todo:
-        from tqdm import tqdm
+        from mer_di._progress import progress_bar
 
-        bar = tqdm(total=len(todo), desc="dynamic images", unit="clip")
+        bar = progress_bar(len(todo), "dynamic images", "clip")
     try:
         with closing(pool_clips(todo, options)) as pooled:
             for done in pooled:

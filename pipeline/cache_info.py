@@ -10,7 +10,7 @@ import numpy as np
 
 from mer_di._paths import check_writable, make_folder
 from mer_di.errors import CacheError
-from mer_di.pipeline.store import IMAGES, PHASES, Cache, open_cache, parse_key
+from mer_di.pipeline.store import IMAGES, PHASES, open_cache, parse_key
 
 PROVENANCE = ("schema_version", "dataset", "sheet", "sheet_sha256", "weights", "size", "crop",
               "tool_version", "created")
@@ -18,30 +18,59 @@ PROVENANCE = ("schema_version", "dataset", "sheet", "sheet_sha256", "weights", "
 
 def describe_cache(cache: str | Path) -> str:
     """Provenance, clips per subject, label and image, apex sources, and the skipped clips."""
+    return _describe(cache_summary(cache))
+
+
+def cache_summary(cache: str | Path) -> dict:
+    """What :func:`describe_cache` prints, as plain data (``mer-prep inspect --json``):
+    ``path``, ``provenance`` (the build's attributes), ``clips``, ``subjects``,
+    ``shapes`` ({"HxWxC": count}), ``per_image``, ``apex_from``, ``per_label``,
+    ``per_subject`` and ``skipped`` (a list of {key, sheet_row, reason})."""
     with open_cache(cache) as c:
-        return _describe(c)
+        subjects, labels, images, shapes, sources = (Counter() for _ in range(5))
+        for clip in c:
+            subjects[clip.subject] += 1
+            labels[clip.label] += 1
+            sources[clip.apex_source] += 1
+            found = c.shapes(clip)
+            images.update(found.keys())
+            shapes.update("x".join(map(str, s)) for s in found.values())
+        return {
+            "path": str(c.path),
+            "provenance": {k: _plain(c.attrs.get(k)) for k in PROVENANCE},
+            "clips": len(c),
+            "subjects": len(subjects),
+            "shapes": dict(shapes),
+            "per_image": {p: images[p] for p in IMAGES},
+            "apex_from": dict(sorted(sources.items())),
+            "per_label": dict(sorted(labels.items())),
+            "per_subject": dict(sorted(subjects.items())),
+            "skipped": [{k: _plain(v) for k, v in s.items()} for s in c.skipped],
+        }
 
 
-def _describe(c: Cache) -> str:
-    lines = [f"cache {c.path}"]
-    lines += [f"  {k:15s} {c.attrs.get(k)}" for k in PROVENANCE]
-    subjects, labels, images, shapes, sources = (Counter() for _ in range(5))
-    for clip in c:
-        subjects[clip.subject] += 1
-        labels[clip.label] += 1
-        sources[clip.apex_source] += 1
-        found = c.shapes(clip)
-        images.update(found.keys())
-        shapes.update(found.values())
-    lines.append(f"clips: {len(c)} from {len(subjects)} subjects; image shapes (H, W, C): "
-                 + ", ".join(f"{s} x{n}" for s, n in shapes.items()))
-    lines.append("per image: " + ", ".join(f"{p} {images[p]}" for p in IMAGES))
-    lines.append("apex from: " + ", ".join(f"{k} {v}" for k, v in sorted(sources.items())))
-    lines.append("per label: " + ", ".join(f"{k} {v}" for k, v in sorted(labels.items())))
-    lines.append("per subject: " + ", ".join(f"{k} {v}" for k, v in sorted(subjects.items())))
-    skipped = c.skipped
+def _plain(value):
+    """An HDF5 attribute as a JSON value (numpy scalars and bytes are not)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _describe(s: dict) -> str:
+    lines = [f"cache {s['path']}"]
+    lines += [f"  {k:15s} {v}" for k, v in s["provenance"].items()]
+    lines.append(f"clips: {s['clips']} from {s['subjects']} subjects; image shapes (H, W, C): "
+                 + ", ".join(f"({shape.replace('x', ', ')}) x{n}"
+                           for shape, n in s["shapes"].items()))
+    lines.append("per image: " + ", ".join(f"{p} {n}" for p, n in s["per_image"].items()))
+    lines.append("apex from: " + ", ".join(f"{k} {v}" for k, v in s["apex_from"].items()))
+    lines.append("per label: " + ", ".join(f"{k} {v}" for k, v in s["per_label"].items()))
+    lines.append("per subject: " + ", ".join(f"{k} {v}" for k, v in s["per_subject"].items()))
+    skipped = s["skipped"]
     lines.append(f"skipped clips ({len(skipped)}):" if skipped else "skipped clips: none")
-    lines += [f"  row {s['sheet_row']}  {s['key']}: {s['reason']}" for s in skipped]
+    lines += [f"  row {x['sheet_row']}  {x['key']}: {x['reason']}" for x in skipped]
     return "\n".join(lines)
 
 

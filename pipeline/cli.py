@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from mer_di import __version__
-from mer_di._cli import CleanErrors
+from mer_di._cli import CONTEXT, CleanErrors, example
 from mer_di.data_manifest import (
     DATASETS,
     build_manifest,
@@ -25,13 +25,14 @@ from mer_di.options import CLASS_SETS, CROPS, WEIGHTS, describe
 MIN_SIZE = 32  # --size: the smallest square side a cache may have
 
 
-@click.group(cls=CleanErrors)
+@click.group(cls=CleanErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="mer-prep")
 def main() -> None:
     """Prepare micro-expression datasets: manifests, look-alike data, dynamic images."""
 
 
-@main.command()
+@main.command(epilog=example("mer-prep manifest --dataset casme2 --root ~/data/CASME2 "
+                             "--out casme2_manifest.csv"))
 @click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset.")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="The dataset folder (holding Cropped/, SAMM/, Micro_Expression/ ...).")
@@ -41,15 +42,17 @@ def main() -> None:
 @click.option("--classes", type=click.Choice(tuple(CLASS_SETS)), default="five",
               show_default=True, help="Class set: " + describe(CLASS_SETS) + ".")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the manifest CSV.")
+              help="Where to write the manifest CSV ('-': standard output, the summary "
+              "then goes to standard error).")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) when any row has a problem.")
 def manifest(dataset: str, root: Path, sheet: Path | None, classes: str, out: Path,
              strict: bool) -> None:
     """Read the annotation sheet, check every row against the folders, write a CSV."""
     result = build_manifest(dataset, root, sheet=sheet, classes=classes)
     write_manifest(result.rows, out)
-    click.echo(summarise(result))
-    click.echo(f"\nwrote {len(result.rows)} rows to {out}")
+    to_stderr = str(out) == "-"
+    click.echo(summarise(result), err=to_stderr)
+    click.echo(f"\nwrote {len(result.rows)} rows to {out}", err=to_stderr)
     if result.why_no_clip():
         raise click.ClickException(result.why_no_clip())
     if strict and result.problem_rows:
@@ -82,7 +85,7 @@ def _parse_length(_ctx, _param, value: str | None) -> tuple[int, int] | None:
     return lo_i, hi_i
 
 
-@main.command()
+@main.command(epilog=example("mer-prep synth --dataset casme2 --out demo/casme2 --subjects 6"))
 @click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to create (must be empty or absent).")
@@ -98,15 +101,16 @@ def _parse_length(_ctx, _param, value: str | None) -> tuple[int, int] | None:
                   f"{d}: {'|'.join(x.name for x in get_reader(d).layouts)}" for d in DATASETS)
               + " (default: the first).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress lines.")
 def synth(dataset: str, out: Path, subjects: int, clips_per_class: int,
           frame_size: tuple[int, int] | None, length: tuple[int, int] | None,
-          layout: str | None, seed: int) -> None:
+          layout: str | None, seed: int, quiet: bool) -> None:
     """Write a look-alike dataset in the official layout, with its annotation sheet."""
     from mer_di.data_manifest.synth import generate_dataset
 
     result = generate_dataset(dataset, out, subjects=subjects,
                               clips_per_class=clips_per_class, frame_size=frame_size,
-                              length=length, layout=layout, seed=seed, progress=True)
+                              length=length, layout=layout, seed=seed, progress=not quiet)
     click.echo(result.describe())
 
 
@@ -124,7 +128,8 @@ def _parse_out_size(_ctx, _param, value: str) -> int | None:
     return size
 
 
-@main.command("build-cache")
+@main.command("build-cache", epilog=example(
+    "mer-prep build-cache --dataset casme2 --root ~/data/CASME2 --out casme2.h5 --size 224"))
 @click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset.")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="The dataset folder.")
@@ -145,37 +150,73 @@ def _parse_out_size(_ctx, _param, value: str) -> int | None:
 @click.option("--redo", multiple=True, metavar="SUBJECT/CLIP",
               help="Build this clip again even when the cache has it (repeat), e.g. one "
               "whose pixels were damaged.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
 def build_cache_command(dataset: str, root: Path, sheet: Path | None, out: Path,
                         size: int | None, crop: str, weights: str, workers: int | None,
-                        strict: bool, rebuild: bool, redo: tuple[str, ...]) -> None:
+                        strict: bool, rebuild: bool, redo: tuple[str, ...],
+                        quiet: bool) -> None:
     """Compute the full, onset and offset dynamic images of every clip into one HDF5 file."""
     from mer_di.pipeline.build import BuildOptions, build_cache
 
     options = BuildOptions(size=size, crop=crop, weights=weights, workers=workers,
                            strict=strict, rebuild=rebuild, redo=redo)
-    report = build_cache(dataset, root, out, sheet=sheet, options=options, progress=True)
+    report = build_cache(dataset, root, out, sheet=sheet, options=options,
+                         progress=not quiet)
     click.echo(report.describe())
 
 
-@main.command("inspect")
-@click.argument("cache", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def inspect_command(cache: Path) -> None:
+def _cache_given(positional: Path | None, option: Path | None) -> Path:
+    """The cache named as an argument or with --cache (as in mer-train), not both."""
+    if positional is not None and option is not None:
+        raise click.UsageError("give the cache once: as an argument or with --cache")
+    if positional is None and option is None:
+        raise click.UsageError("give the cache: --cache FILE (or as the first argument)")
+    path = positional or option
+    if not path.is_file():
+        raise click.BadParameter(f"{path}: no such file", param_hint="--cache")
+    return path
+
+
+CACHE_OPTION = click.option("--cache", "cache_opt", type=click.Path(dir_okay=False,
+                            path_type=Path), help="The cache (also accepted as the first "
+                            "argument).")
+
+
+@main.command("inspect", epilog=example("mer-prep inspect --cache casme2.h5",
+                                        "mer-prep inspect --cache casme2.h5 --json"))
+@click.argument("cache", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@CACHE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="The same facts as one JSON object.")
+def inspect_command(cache: Path | None, cache_opt: Path | None, as_json: bool) -> None:
     """Provenance, clips per subject, label and phase, and skipped clips of a cache."""
-    from mer_di.pipeline.cache_info import describe_cache
+    from mer_di.pipeline.cache_info import cache_summary, describe_cache
 
-    click.echo(describe_cache(cache))
+    path = _cache_given(cache, cache_opt)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(cache_summary(path), indent=2))
+    else:
+        click.echo(describe_cache(path))
 
 
-@main.command("show")
-@click.argument("cache", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("clip")
+@main.command("show", epilog=example("mer-prep show --cache casme2.h5 sub01/EP02_01f "
+                                     "--out clip.png"))
+@click.argument("args", nargs=-1, metavar="[CACHE] SUBJECT/CLIP")
+@CACHE_OPTION
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The PNG to write.")
-def show_command(cache: Path, clip: str, out: Path) -> None:
+def show_command(args: tuple[str, ...], cache_opt: Path | None, out: Path) -> None:
     """A PNG of one clip (SUBJECT/CLIP): its three images beside its key frames."""
     from mer_di.pipeline.cache_info import show_clip
 
-    click.echo(f"wrote {show_clip(cache, clip, out)}")
+    if len(args) == 2:
+        cache, clip = Path(args[0]), args[1]
+    elif len(args) == 1:
+        cache, clip = None, args[0]
+    else:
+        raise click.UsageError("give the clip as SUBJECT/CLIP, and the cache with --cache")
+    click.echo(f"wrote {show_clip(_cache_given(cache, cache_opt), clip, out)}")
 
 
 if __name__ == "__main__":

@@ -38,23 +38,41 @@ from mer_di.pipeline.store import (
 
 @contextmanager
 def writer_lock(cache: Path) -> Iterator[None]:
-    """Hold the cache's writer lock, or raise :class:`CacheError` naming the holder."""
+    """Hold the cache's writer lock, or raise :class:`CacheError` naming the holder.
+
+    The lock file exists only while a build holds it: the holder unlinks it before it lets
+    go. A build that opened the file just before that unlink could lock the orphaned inode,
+    so a lock only counts when the file at the path is still the one locked (else: again).
+    """
     lock_path = cache.with_name(cache.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
             raise CacheError(f"{cache} is being written by another build (pid {holder}); "
                              "wait for it to finish") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed it as we opened it: take the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        try:
+            os.unlink(lock_path)  # still held: nobody else can be relying on this file
+        except FileNotFoundError:
+            pass
         os.close(fd)  # closing the descriptor releases the lock
 
 

@@ -25,12 +25,12 @@ echo
 echo "== 3. the dynamic-image cache: full, onset and offset images of every clip"
 # 112x112: LEARNet's input size (the default, 224, suits the 224-input backbones)
 mer-prep build-cache --dataset casme2 --root "$OUT/casme2" --out "$OUT/casme2.h5" --size 112
-mer-prep inspect "$OUT/casme2.h5"
+mer-prep inspect --cache "$OUT/casme2.h5"
 
 echo
 echo "== 4. one clip's images beside its onset, apex and offset frames"
 CLIP=$(python -c "import csv,sys; r=[x for x in csv.DictReader(open(sys.argv[1])) if not x['quirk']][0]; print(r['subject']+'/'+r['clip'])" "$OUT/casme2/synth_ground_truth.csv")
-mer-prep show "$OUT/casme2.h5" "$CLIP" --out "$OUT/clip.png"
+mer-prep show --cache "$OUT/casme2.h5" "$CLIP" --out "$OUT/clip.png"
 
 echo
 echo "== 5. LEARNet, subject-kfold (5 folds, no subject in two folds), the four configurations"

@@ -157,7 +157,7 @@ def test_bad_input_fails_before_training(cache, tmp_path, case):
     args = {"cache": str(cache), "model": "learnet", "config": "baseline", "folds": "2"}
     want = {"missing": "cache not found", "foreign": "not a dynamic-image cache",
             "model": "unknown model(s) resnet-35", "config": "unknown configuration 'dual'",
-            "folds": "4 subjects cannot make 5", "pretrained": "no such file"}[case]
+            "folds": "4 subjects cannot make 5", "pretrained": "no weights file"}[case]
     if case == "missing":
         args["cache"] = str(tmp_path / "nope.h5")
     elif case == "foreign":
@@ -237,7 +237,7 @@ def test_pretrained_weights_per_model(cache, tmp_path):
     assert saved == {"resnet34": str(weights)}
     code, output = _cv("--cache", str(cache), "--model", "learnet", "--pretrained",
                        f"vgg19={weights}", "--out", str(tmp_path / "r2"))
-    assert code != 0 and "no such file" in output  # vgg19 is not a model: a file name
+    assert code != 0 and "vgg19 is not a --model of this run" in output
 
 
 def test_options_keep_what_the_user_asked(cache, tmp_path):

@@ -82,7 +82,7 @@ def test_unknown_name_and_bad_arguments():
         build_model("learnet", 0, tiny=True)
     with pytest.raises(ModelError, match="not_a_backbone"):
         build_model("dianet", 5, tiny=True, backbone="not_a_backbone")
-    with pytest.raises(ModelError, match="does not exist"):
+    with pytest.raises(ModelError, match="no weights file"):
         build_model("learnet", 5, tiny=True, pretrained="/nonexistent/weights.pth")
 
 

@@ -4,10 +4,12 @@ function; the project's errors become a clean message and exit code 1."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from mer_di import __version__
-from mer_di._cli import CleanErrors
+from mer_di._cli import CONTEXT, CleanErrors, example
 from mer_di.data_manifest.registry import DATASETS
 from mer_di.options import CLASS_SETS, CONFIGS, INPUTS, PROTOCOLS, describe
 
@@ -34,6 +36,10 @@ def _weights(values: tuple[str, ...], models: tuple[str, ...]) -> dict[str, str]
     out: dict[str, str] = {}
     for value in values:
         model, sep, path = value.partition("=")
+        if sep and model not in models and not Path(value).exists():
+            raise click.BadParameter(f"{value}: {model} is not a --model of this run (its "
+                                     f"models: {', '.join(models) or 'none'})",
+                                     param_hint="--pretrained")
         key, path = (model, path) if sep and model in models else ("*", value)
         if key in out:
             raise click.BadParameter(f"two weights for {'every model' if key == '*' else key}",
@@ -42,13 +48,16 @@ def _weights(values: tuple[str, ...], models: tuple[str, ...]) -> dict[str, str]
     return out
 
 
-@click.group(cls=CleanErrors)
+@click.group(cls=CleanErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="mer-train")
 def main() -> None:
     """Train and evaluate micro-expression models on a dynamic-image cache."""
 
 
-@main.command()
+@main.command(epilog=example(
+    "mer-train cv --cache casme2.h5 --model resnet34 --pretrained resnet34=resnet34.pth "
+    "--protocol kfold --out runs/resnet34",
+    "mer-train cv --resume --out runs/resnet34"))
 @click.option("--cache", "caches", multiple=True,
               type=click.Path(dir_okay=False), help="A cache from mer-prep build-cache; "
               "repeat to combine datasets (the MEGC composite is three caches).")
@@ -56,12 +65,14 @@ def main() -> None:
               help="vggface, vgg19, resnet34, efficientnet_b0, vit_base_patch16_224, learnet, "
               "dianet, or any timm model name; repeat for several.")
 @click.option("--config", "configs", multiple=True,
-              help=describe(CONFIGS) + "; repeat for several (default: all four).")
+              help="Augmentation setting (the paper's 'configuration'): " + describe(CONFIGS)
+              + "; repeat for several (default: all four).")
 @click.option("--protocol", type=click.Choice(tuple(PROTOCOLS)),
               default="kfold", show_default=True, help=describe(PROTOCOLS) + ".")
 @click.option("--folds", type=int, default=5, show_default=True,
               help="Folds for kfold and subject-kfold.")
-@click.option("--seeds", multiple=True, default=["0"], show_default=True, callback=_seeds,
+@click.option("--seeds", "--seed", "seeds", multiple=True, default=["0"], show_default=True,
+              callback=_seeds,
               help="Seeds, comma-separated or repeated (--seeds 0,1 --seeds 2); each gives its "
               "own folds, split and initialisation.")
 @click.option("--classes", type=click.Choice(tuple(CLASS_SETS)), default="five",
@@ -99,7 +110,7 @@ def main() -> None:
               help="Finish an interrupted run in --out: finished folds are kept.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="The run folder (runs/NAME).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
 def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_size, lr,
        patience, val_fraction, amp, pretrained, backbone, tiny, input_, checkpoints, final,
        device, resume, out, quiet) -> None:
@@ -140,7 +151,8 @@ def _finish(summary, out) -> None:
                                    f"score; see {out}/failures.csv")
 
 
-@main.command()
+@main.command(epilog=example("mer-train report runs/resnet34 runs/learnet --out "
+                             "reports/table1"))
 @click.argument("runs", nargs=-1, required=True, type=click.Path(), metavar="RUN...")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for the report  [default: <first RUN>/report]")
@@ -168,7 +180,8 @@ def report(runs, out, baseline, bootstrap, seed, figures) -> None:
     click.echo(f"wrote {len(rep.files)} files to {rep.out}")
 
 
-@main.command("predict")
+@main.command("predict", epilog=example(
+    "mer-train predict --run runs/learnet --cache samm.h5 --out samm_predictions.csv"))
 @click.option("--run", "run", required=True, type=click.Path(file_okay=False),
               help="A run folder made by mer-train cv (with checkpoints).")
 @click.option("--cache", type=click.Path(dir_okay=False),
@@ -189,7 +202,8 @@ def report(runs, out, baseline, bootstrap, seed, figures) -> None:
               "the run has it, else all]")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--out", required=True, type=click.Path(dir_okay=False),
-              help="The CSV to write: one row per clip with its class probabilities.")
+              help="The CSV to write: one row per clip with its class probabilities ('-': "
+              "standard output).")
 def predict_command(run, cache, root, dataset, sheet, clips, model, config, seed, fold, device,
                     out) -> None:
     """Apply a trained run's models to the clips of a cache or a dataset folder: one row
@@ -200,8 +214,9 @@ def predict_command(run, cache, root, dataset, sheet, clips, model, config, seed
                     clips=list(clips) or None, model=model, config=config, seed=seed,
                     fold=fold, device=device, out=out)
     for m in table.attrs["left_out"]:
-        click.echo(f"left out {m['subject']}/{m['clip']}: {m['reason']}")
-    click.echo(f"{len(table)} clips predicted by {table.attrs['models']}; wrote {out}")
+        click.echo(f"left out {m['subject']}/{m['clip']}: {m['reason']}", err=out == "-")
+    click.echo(f"{len(table)} clips predicted by {table.attrs['models']}; wrote {out}",
+               err=out == "-")
 
 
 if __name__ == "__main__":

@@ -56,22 +56,20 @@ class _Bars:
     def __init__(self, enabled: bool, runs: int):
         self.enabled = enabled
         if enabled:
-            from tqdm import tqdm
+            from mer_di._progress import progress_bar
 
-            self._tqdm = tqdm
-            self.runs = tqdm(total=runs, desc="runs", unit="run", position=0)
+            self._bar = progress_bar
+            self.runs = progress_bar(runs, "runs", "run", position=0)
         self.folds = self.epochs = None
 
     def run(self, label: str, folds: int) -> None:
         if self.enabled:
-            self.folds = self._tqdm(total=folds, desc=label, unit="fold", position=1,
-                                    leave=False)
+            self.folds = self._bar(folds, label, "fold", position=1, leave=False)
 
     def fold(self, fold: int | None, epochs: int) -> None:
         if self.enabled:
-            self.epochs = self._tqdm(total=epochs, desc="final" if fold is None
-                                     else f"fold {fold}", unit="epoch", position=2,
-                                     leave=False)
+            self.epochs = self._bar(epochs, "final" if fold is None else f"fold {fold}",
+                                    "epoch", position=2, leave=False)
 
     def epoch(self, record: dict) -> None:
         if self.enabled:

@@ -11,6 +11,7 @@ path (:func:`mer_di.pipeline.build.pool_clips`), so they are the images a cache 
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,7 @@ def predict(run: str | Path, *, cache: str | Path | None = None,
     PredictError
         Bad arguments, a run without checkpoints, a cache built otherwise, unknown clips.
     """
-    if out is not None:
+    if out is not None and str(out) != "-":
         check_writable(out)
     if (cache is None) == (root is None):
         raise PredictError("give either a cache (--cache) or a dataset folder (--root with "
@@ -286,7 +287,9 @@ def predict(run: str | Path, *, cache: str | Path | None = None,
     table = predict_loaded(trained, loaded, device, amp)
     table.attrs["left_out"] = left_out
     table.attrs["models"] = trained.describe()
-    if out is not None:
+    if out is not None and str(out) == "-":
+        table.to_csv(sys.stdout, index=False)
+    elif out is not None:
         out = Path(out)
         make_folder(out.parent)
         tmp = out.with_name(out.name + ".tmp")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_di.errors import MerError, RunError
+from mer_di.errors import MerError, ModelError, RunError
 from mer_di.options import INPUTS, PROTOCOLS, check
 from mer_di.pipeline.store import open_cache
 from mer_di.training.configs import applies, get_config
@@ -124,6 +124,18 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def _missing(spec: CVSpec, model: str, path: str) -> str:
+    """What a missing weights file is, for ``model`` ("*": each model of the run)."""
+    from mer_di.training.models.registry import missing_weights
+
+    target = spec.models[0] if model == "*" else model
+    try:
+        msg = missing_weights(target, path, tiny=spec.tiny, backbone=spec.backbone)
+    except ModelError:  # a model that takes no backbone
+        msg = missing_weights(target, path, tiny=spec.tiny)
+    return msg + (" (or 'cache' for timm's weights from the local hub cache)")
+
+
 def plan_run(spec: CVSpec) -> Plan:
     """Check everything a run needs and raise :class:`RunError` (or the data's, folds' or
     configurations' error) before any training."""
@@ -143,8 +155,7 @@ def plan_run(spec: CVSpec) -> Plan:
         if model != "*" and model not in spec.models:
             raise RunError(f"--pretrained {model}={path}: {model} is not a --model of this run")
         if path != "cache" and not Path(path).is_file():
-            raise RunError(f"--pretrained {path}: no such file (give a weights file, or "
-                           "'cache' for timm's weights from the local hub cache)")
+            raise RunError(f"--pretrained {path}: " + _missing(spec, model, path))
     if not spec.seeds:
         raise RunError("no seeds given")
     bad = [s for s in spec.seeds if not 0 <= s <= MAX_SEED]

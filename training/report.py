@@ -574,6 +574,8 @@ def make_report(runs: list[str | Path], out: str | Path | None = None,
     ReportError
         A folder that is not a finished run, or runs that can't share a table.
     """
+    if out is not None:  # a place it can't write is said before the runs are read
+        check_writable(out, folder=True)
     loaded = load_runs(list(runs))
     long = table_long(loaded)
     pairs = paired(loaded, baseline, n_boot, seed)

@@ -116,18 +116,22 @@ def generate_dataset(dataset: str, out: str | Path, subjects: int = 6, clips_per
     tmp.mkdir(parents=True)
     n_written = 0
     try:
-        iterator = enumerate(clips)
+        bar = None
         if progress:
-            from tqdm import tqdm
+            from mer_di._progress import progress_bar
 
-            iterator = tqdm(iterator, total=len(clips), desc=f"synth {dataset}", unit="clip")
-        for i, clip in iterator:
+            bar = progress_bar(len(clips), f"synth {dataset}", "clip")
+        for i, clip in enumerate(clips):
             folder, template = spec.frame_location(tmp, layout, clip)
             frames = render_clip(spec, layout, looks[clip.subject], clip, frame_size,
                                  np.random.default_rng([seed, 2, i]))
             n_written += _write_frames(folder, template, frames, clip.clip)
             final_folder, template = spec.frame_location(out, layout, clip)
             clip.frame_dir, clip.frame_template = final_folder, template
+            if bar:
+                bar.update()
+        if bar:
+            bar.close()
         sheet = spec.write_sheet(tmp, clips)
         _write_ground_truth(tmp / GROUND_TRUTH, clips)
         if out.exists():

@@ -46,6 +46,7 @@ from mer_di.training.models.timm_models import (
     input_side,
     load_timm_weights,
     norm_of,
+    obtain_timm,
 )
 
 DEFAULT_BACKBONE = "resnet18"
@@ -172,4 +173,6 @@ def dianet_cfg(name: str, tiny: bool, backbone: str | None) -> ModelCfg:
 register_model("dianet", dianet_cfg,
                lambda name, n, pretrained, tiny, backbone: build_dianet(
                    n, pretrained=pretrained, tiny=tiny, backbone=backbone),
-               takes_backbone=True)
+               takes_backbone=True,
+               obtain=lambda name, backbone: "DIANet loads its backbone's ImageNet weights "
+               "into both streams: " + obtain_timm(backbone or DEFAULT_BACKBONE))

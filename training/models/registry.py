@@ -67,6 +67,8 @@ CfgFn = Callable[[str, bool, "str | None"], ModelCfg]
 BuildFn = Callable[[str, int, "str | Path | None", bool, "str | None"], nn.Module]
 # cached(name) -> the local file of the model's published weights, or ModelError
 CachedFn = Callable[[str], Path]
+# obtain(name, backbone) -> one sentence: where the model's pretrained weights come from
+ObtainFn = Callable[[str, "str | None"], str]
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class _Entry:
     takes_backbone: bool  # a pair model over a chosen backbone (dianet)
     cached: CachedFn | None  # where `--pretrained cache` looks (timm's weights)
     known: Callable[[str], bool] | None = None  # the fallback: which names it takes
+    obtain: ObtainFn | None = None  # how a user gets its pretrained weights
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -84,7 +87,8 @@ _FALLBACK: list[_Entry] = []
 
 def register_model(name: str | None, cfg: CfgFn, build: BuildFn, *,
                    takes_backbone: bool = False, cached: CachedFn | None = None,
-                   known: Callable[[str], bool] | None = None) -> None:
+                   known: Callable[[str], bool] | None = None,
+                   obtain: ObtainFn | None = None) -> None:
     """Register model ``name``; each model's module calls this when it is imported.
 
     Parameters
@@ -105,8 +109,11 @@ def register_model(name: str | None, cfg: CfgFn, build: BuildFn, *,
         model has no published weights to look for.
     known : callable, optional
         With ``name`` None: which names the fallback takes.
+    obtain : callable, optional
+        ``obtain(name, backbone) -> str``: where the model's pretrained weights come from,
+        for the message about a weights file that is not there.
     """
-    entry = _Entry(cfg, build, takes_backbone, cached, known)
+    entry = _Entry(cfg, build, takes_backbone, cached, known, obtain)
     if name is None:
         _FALLBACK[:] = [entry]
     else:
@@ -214,6 +221,8 @@ def build_model(name: str, num_classes: int, *, pretrained: str | Path | None = 
             raise ModelError(f"--pretrained cache: {name} has no timm weights to look for; "
                              "give a weights file")
         pretrained = entry.cached(name)
+    if pretrained is not None and not Path(pretrained).is_file():
+        raise ModelError(missing_weights(name, pretrained, tiny=tiny, backbone=backbone))
     model = entry.build(name, num_classes, pretrained, tiny, backbone)
     # read after the build, so that a name the build refuses says so as it always has
     cfg = entry.cfg(name, tiny, backbone)
@@ -221,6 +230,24 @@ def build_model(name: str, num_classes: int, *, pretrained: str | Path | None = 
                      pair=cfg.pair, pretrained=str(pretrained) if pretrained is not None else None,
                      n_params=sum(p.numel() for p in model.parameters()))
     return model, info
+
+
+def missing_weights(name: str, path: str | Path, *, tiny: bool = False,
+                    backbone: str | None = None) -> str:
+    """The message for a weights file of model ``name`` that is not at ``path``: the file
+    looked for, the model, and how to obtain its weights."""
+    entry = _entry(name, backbone)
+    cfg = entry.cfg(name, tiny, backbone)
+    what = f"{name} (backbone {backbone})" if backbone else name
+    if Path(path).is_dir():
+        msg = f"{what}: weights {path} is a folder; give the weights file"
+    else:
+        msg = f"{what}: no weights file {path}"
+    if cfg.from_scratch:
+        return msg + f" ({name} is trained from scratch: it has no published weights)"
+    if cfg.weights_file:
+        msg += f" (a weights folder holds it as {cfg.weights_file})"
+    return msg + (f". {entry.obtain(name, backbone)}" if entry.obtain else "")
 
 
 def check_weights(name: str, num_classes: int, pretrained: str | Path, *, tiny: bool = False,

@@ -197,6 +197,21 @@ def cached_weights(name: str) -> Path | None:
     return None
 
 
+def obtain_timm(name: str, backbone: str | None = None) -> str:
+    """Where timm model ``name``'s pretrained weights come from, in one sentence."""
+    name = backbone or name
+    cfg = timm_cfg(name)
+    hub = cfg.get("hf_hub_id") or ""
+    source = f"Hugging Face hub repository {hub.partition('@')[0]}" if hub else (
+        cfg.get("url") or "timm's default weights")
+    tag = cfg.get("tag")
+    full = f"{arch_of(name)}.{tag}" if tag else name
+    return (f"timm's weights for it are {full!r} ({source}): on a machine that is online, "
+            f"`python -c \"import timm; timm.create_model('{full}', pretrained=True)\"` "
+            "downloads them into the hub cache (then --pretrained MODEL=cache), or save that "
+            "model's state_dict with torch.save and give the file")
+
+
 def cached_file(name: str) -> Path:
     """The local file of timm's weights for ``name`` (:func:`cached_weights`), for
     ``--pretrained cache``; :class:`ModelError` saying where it looked when there is none."""
@@ -228,5 +243,6 @@ def _build_timm(name: str, num_classes: int, pretrained: str | Path | None, tiny
 
 
 for _name in ("vgg19", "resnet34", "efficientnet_b0", "vit_base_patch16_224"):
-    register_model(_name, timm_model_cfg, _build_timm, cached=cached_file)
-register_model(None, timm_model_cfg, _build_timm, cached=cached_file, known=timm.is_model)
+    register_model(_name, timm_model_cfg, _build_timm, cached=cached_file, obtain=obtain_timm)
+register_model(None, timm_model_cfg, _build_timm, cached=cached_file, known=timm.is_model,
+               obtain=obtain_timm)

@@ -125,4 +125,8 @@ def vggface_cfg(name: str, tiny: bool, backbone: str | None) -> ModelCfg:
 
 register_model("vggface", vggface_cfg,
                lambda name, n, pretrained, tiny, backbone: build_vggface(
-                   n, pretrained=pretrained, tiny=tiny)[0])
+                   n, pretrained=pretrained, tiny=tiny)[0],
+               obtain=lambda name, backbone: (
+                   "VGG-Face (Parkhi et al., 2015) in PyTorch is vgg_face_dag.pth from Samuel "
+                   "Albanie's converted models (www.robots.ox.ac.uk/~albanie/"
+                   "pytorch-models.html); download it there and give its path"))
