@@ -19,20 +19,29 @@ WEIGHTS: dict[str, str] = {
     "harmonic": "Bilen et al.'s weights, a_t = 2(T - t + 1) - (T + 1)(H_T - H_{t-1})",
 }
 CLASS_SETS: dict[str, str] = {
-    "five": "the dataset's usual 5-class task",
-    "all": "every emotion the sheet uses",
+    "five": "the dataset's usual 5-class task (CASME II, SAMM, MMEW; their default)",
+    "four": "CAS(ME)^3's 4-class task: negative, positive, surprise, others (its default)",
+    "all": "every emotion the sheet uses (SMIC: its 3 classes, its default; CAS(ME)^3: its "
+           "7 emotions)",
     "megc": "the MEGC2019 3-class composite (negative, positive, surprise)",
 }
 PROTOCOLS: dict[str, str] = {
     "kfold": "stratified over clips (the paper's)",
     "subject-kfold": "stratified, no subject in two folds",
-    "loso": "leave one subject out",
+    "loso": "leave one subject out (subjects are per dataset)",
+    "lodo": "leave one dataset out: train on the other caches' datasets, test on it",
 }
 CONFIGS: dict[str, str] = {
     "baseline": "the full image of every training clip",
     "fliprot": "the full image, randomly flipped and rotated within +-10 degrees",
     "dualdi": "the full, onset and offset images of each training clip as three samples",
     "dualdi+fliprot": "both",
+}
+APEX_MODES: dict[str, str] = {
+    "auto": "the sheet's apex where it is usable, otherwise spotted from the frames",
+    "sheet": "the sheet's apex only (a clip without a usable one gets no phase images)",
+    "spot": "spotted from the frames for every clip (the sheet's apex is kept beside it)",
+    "middle": "the middle frame of every clip",
 }
 INPUTS: dict[str, str] = {
     "di": "the dynamic images",

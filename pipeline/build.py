@@ -33,12 +33,14 @@ from mer_di._paths import check_writable
 from mer_di.data_manifest import ManifestRow, build_manifest
 from mer_di.data_manifest.records import FIELDS
 from mer_di.errors import BuildError, CacheError
-from mer_di.options import check
+from mer_di.options import APEX_MODES, check
+from mer_di.pipeline.apex import spot_apex
 from mer_di.pipeline.dynamic_image import WEIGHTS, clip_dynamic_images
 from mer_di.pipeline.frames import CROPS, ClipFrames, FrameError, finish_image, load_clip
 from mer_di.pipeline.store import (
     APEX_FRAME,
     BUILD_PARAMS,
+    PARAM_DEFAULTS,
     SCHEMA_VERSION,
     ClipRecord,
     clip_fingerprints,
@@ -57,8 +59,9 @@ class BuildOptions:
     the native frame size), ``crop`` and ``weights`` (:data:`mer_di.options.CROPS`,
     :data:`mer_di.options.WEIGHTS`), ``workers`` (decoding threads; None: all cores),
     ``strict`` (stop at the first bad clip), ``rebuild`` (replace a cache built with
-    other parameters) and ``redo`` (keys ``subject/clip`` to build again even when the
-    cache has them: a clip whose pixels were damaged)."""
+    other parameters), ``redo`` (keys ``subject/clip`` to build again even when the
+    cache has them: a clip whose pixels were damaged) and ``apex`` (where each clip's apex
+    comes from, :data:`mer_di.options.APEX_MODES`)."""
 
     size: int | None = 224
     crop: str = "none"
@@ -67,11 +70,13 @@ class BuildOptions:
     strict: bool = False
     rebuild: bool = False
     redo: tuple[str, ...] = ()
+    apex: str = "auto"
 
     def params(self, dataset: str) -> dict[str, object]:
         """The parameters a cache is built under (they must match to reuse a cache)."""
         return {"schema_version": SCHEMA_VERSION, "dataset": dataset, "weights": self.weights,
-                "size": "native" if self.size is None else str(self.size), "crop": self.crop}
+                "size": "native" if self.size is None else str(self.size), "crop": self.crop,
+                "apex": self.apex}
 
 
 @dataclass
@@ -125,14 +130,32 @@ def _digest(value: object) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def choose_apex(row: ManifestRow, frames: np.ndarray, mode: str
+                ) -> tuple[int | None, str, int | None]:
+    """``(index, source, spotted)``: the 0-based apex index in ``frames`` (the clip
+    onset..offset) that the phase images use (None: no phase images), where it came from
+    (a key of :data:`mer_di.pipeline.store.APEX_SOURCES`), and the spotted index when the
+    frames were looked at (else None)."""
+    sheet = usable_apex(row.onset, row.apex, row.offset, row.onset_ok, row.offset_ok)
+    if mode == "sheet" or (mode == "auto" and sheet is not None):
+        return sheet, "sheet" if sheet is not None else "none", None
+    if mode == "middle" or len(frames) < 3:
+        return len(frames) // 2, "middle", None
+    spotted = spot_apex(frames)
+    return spotted, "spotted", spotted
+
+
 def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | None,
-                fingerprint: str) -> tuple[ClipRecord, list[str]]:
+                fingerprint: str, apex_mode: str = "auto") -> tuple[ClipRecord, list[str]]:
     """Pool one clip's decoded frames into its record; also the phase notes."""
-    apex = usable_apex(row.onset, row.apex, row.offset, row.onset_ok, row.offset_ok)
+    apex, source, spotted = choose_apex(row, clip.frames, apex_mode)
     images = clip_dynamic_images(clip.frames, apex, weights=weights)
     phases = {"full": images.full}
     notes = list(clip.notes)
-    for phase, ok in (("onset", row.onset_ok), ("offset", row.offset_ok)):
+    # the sheet's phases are as its row allows; a spotted or middle apex makes both (the
+    # kernel leaves out a phase of one frame, and says so)
+    allowed = ((row.onset_ok, row.offset_ok) if source == "sheet" else (True, True))
+    for phase, ok in zip(("onset", "offset"), allowed, strict=True):
         img = getattr(images, phase)
         if img is not None and ok:
             phases[phase] = img
@@ -141,13 +164,22 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
     phases = {p: finish_image(img, size, clip.grey) for p, img in phases.items()}
     # a frame is uint8 by nature: stored so, it costs a quarter of a float32 image
     phases[APEX_FRAME] = np.clip(np.rint(phases[APEX_FRAME]), 0, 255).astype(np.uint8)
+    why = next((p for p in row.problem_list if p.startswith("apex")), "no apex in the sheet")
     if apex is None:  # say why in the sheet's terms, not the kernel's
-        why = next((p for p in row.problem_list if p.startswith("apex")), "apex unusable")
         notes.append(f"no onset or offset image ({why.split(':')[0]}); {APEX_FRAME} is the "
                       f"middle frame ({row.onset + apex_at})")
     else:
+        if source == "spotted":
+            sheet_says = (f"the sheet's is {row.apex}" if row.apex is not None
+                          and usable_apex(row.onset, row.apex, row.offset, True, True)
+                          is not None else why.split(":")[0])
+            notes.append(f"apex spotted at frame {row.onset + apex} ({sheet_says})")
+        elif source == "middle":
+            notes.append(f"apex: the middle frame ({row.onset + apex})")
         notes += images.notes
     attrs = row_attrs(row)
+    attrs.update(apex_source=source, apex_used=row.onset + apex_at,
+                 spotted_apex="" if spotted is None else row.onset + spotted)
     attrs.update(fingerprint=fingerprint, phases=list(phases), notes=notes,
                  crop_box=dataclasses.astuple(clip.box), jpeg_reduce=clip.reduce,
                  channels=int(clip.frames.shape[3]))
@@ -193,6 +225,7 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
     options = options or BuildOptions()
     check("crop", options.crop, CROPS, CacheError)
     check("weights", options.weights, WEIGHTS, CacheError)
+    check("apex source", options.apex, APEX_MODES, CacheError)
     out = check_writable(out)
     manifest = build_manifest(dataset, root, sheet=sheet, classes="all")
     params = options.params(dataset)
@@ -213,8 +246,9 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         existing: dict[tuple[str, str], str] = {}
         if out.exists() and not options.rebuild:
             attrs = read_root_attrs(out)
-            diff = [f"{k}: cache has {attrs.get(k)!r}, asked {params[k]!r}" for k in BUILD_PARAMS
-                    if str(attrs.get(k)) != str(params[k])]
+            had = {k: attrs.get(k, PARAM_DEFAULTS.get(k)) for k in BUILD_PARAMS}
+            diff = [f"{k}: cache has {had[k]!r}, asked {params[k]!r}" for k in BUILD_PARAMS
+                    if str(had[k]) != str(params[k])]
             if diff:
                 raise CacheError(f"{out} was built with other parameters ({'; '.join(diff)}); "
                                  "use --rebuild to replace it, or another --out")
@@ -363,7 +397,8 @@ def pool_clips(todo: list[tuple[ManifestRow, str]], options: BuildOptions
                 except FrameError as exc:
                     yield PooledClip(row, None, [], error=str(exc))
                     continue
-                record, notes = make_record(row, clip, options.weights, options.size, fp)
+                record, notes = make_record(row, clip, options.weights, options.size, fp,
+                                            options.apex)
                 yield PooledClip(row, record, notes, frames=clip.frames.shape[0])
         finally:
             for later in pending:

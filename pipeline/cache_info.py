@@ -28,10 +28,15 @@ def cache_summary(cache: str | Path) -> dict:
     ``per_subject`` and ``skipped`` (a list of {key, sheet_row, reason})."""
     with open_cache(cache) as c:
         subjects, labels, images, shapes, sources = (Counter() for _ in range(5))
+        spotted: list[dict] = []
         for clip in c:
             subjects[clip.subject] += 1
             labels[clip.label] += 1
             sources[clip.apex_source] += 1
+            if clip.apex_source == "spotted":
+                spotted.append({"key": clip.key, "spotted_apex": _plain(
+                    clip.attrs.get("spotted_apex")), "sheet_apex": _plain(
+                    clip.attrs.get("apex")) or None})
             found = c.shapes(clip)
             images.update(found.keys())
             shapes.update("x".join(map(str, s)) for s in found.values())
@@ -45,6 +50,7 @@ def cache_summary(cache: str | Path) -> dict:
             "apex_from": dict(sorted(sources.items())),
             "per_label": dict(sorted(labels.items())),
             "per_subject": dict(sorted(subjects.items())),
+            "spotted": spotted,
             "skipped": [{k: _plain(v) for k, v in s.items()} for s in c.skipped],
         }
 
@@ -68,6 +74,11 @@ def _describe(s: dict) -> str:
     lines.append("apex from: " + ", ".join(f"{k} {v}" for k, v in s["apex_from"].items()))
     lines.append("per label: " + ", ".join(f"{k} {v}" for k, v in s["per_label"].items()))
     lines.append("per subject: " + ", ".join(f"{k} {v}" for k, v in s["per_subject"].items()))
+    if s["spotted"]:
+        lines.append(f"spotted apexes ({len(s['spotted'])}): " + ", ".join(
+            f"{x['key']} {x['spotted_apex']}"
+            + (f" (sheet {x['sheet_apex']})" if x["sheet_apex"] not in (None, "") else "")
+            for x in s["spotted"][:20]) + (" ..." if len(s["spotted"]) > 20 else ""))
     skipped = s["skipped"]
     lines.append(f"skipped clips ({len(skipped)}):" if skipped else "skipped clips: none")
     lines += [f"  row {x['sheet_row']}  {x['key']}: {x['reason']}" for x in skipped]

@@ -20,7 +20,7 @@ from mer_di.data_manifest import (
     summarise,
     write_manifest,
 )
-from mer_di.options import CLASS_SETS, CROPS, WEIGHTS, describe
+from mer_di.options import APEX_MODES, CLASS_SETS, CROPS, WEIGHTS, describe
 
 MIN_SIZE = 32  # --size: the smallest square side a cache may have
 
@@ -150,19 +150,53 @@ def _parse_out_size(_ctx, _param, value: str) -> int | None:
 @click.option("--redo", multiple=True, metavar="SUBJECT/CLIP",
               help="Build this clip again even when the cache has it (repeat), e.g. one "
               "whose pixels were damaged.")
+@click.option("--apex", type=click.Choice(tuple(APEX_MODES)), default="auto",
+              show_default=True, help="Where each clip's apex (and so its onset and offset "
+              "images) comes from: " + describe(APEX_MODES) + ".")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def build_cache_command(dataset: str, root: Path, sheet: Path | None, out: Path,
                         size: int | None, crop: str, weights: str, workers: int | None,
-                        strict: bool, rebuild: bool, redo: tuple[str, ...],
+                        strict: bool, rebuild: bool, redo: tuple[str, ...], apex: str,
                         quiet: bool) -> None:
     """Compute the full, onset and offset dynamic images of every clip into one HDF5 file."""
     from mer_di.pipeline.build import BuildOptions, build_cache
 
     options = BuildOptions(size=size, crop=crop, weights=weights, workers=workers,
-                           strict=strict, rebuild=rebuild, redo=redo)
+                           strict=strict, rebuild=rebuild, redo=redo, apex=apex)
     report = build_cache(dataset, root, out, sheet=sheet, options=options,
                          progress=not quiet)
     click.echo(report.describe())
+
+
+@main.command("spot-apex", epilog=example(
+    "mer-prep spot-apex --dataset casme2 --root ~/data/CASME2 --out casme2_apex.csv"))
+@click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The dataset folder.")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The annotation sheet; default: the official file name in --root.")
+@click.option("--crop", type=click.Choice(tuple(CROPS)), default="none", show_default=True,
+              help=describe(CROPS) + ".")
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Frame-decoding threads (default: all cores).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The CSV to write ('-': standard output): one row per clip, the sheet's "
+              "apex beside the spotted one.")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+def spot_apex_command(dataset: str, root: Path, sheet: Path | None, crop: str,
+                      workers: int | None, out: Path, quiet: bool) -> None:
+    """Spot every clip's apex from its frames and write it beside the sheet's apex."""
+    from mer_di.pipeline.spotting import spot_clips, summarise_spotted, write_spotted
+
+    if str(out) != "-":
+        from mer_di._paths import check_writable
+
+        check_writable(out)
+    records = spot_clips(dataset, root, sheet=sheet, crop=crop, workers=workers,
+                         progress=not quiet)
+    write_spotted(records, out)
+    click.echo(summarise_spotted(records), err=str(out) == "-")
+    click.echo(f"wrote {len(records)} rows to {out}", err=str(out) == "-")
 
 
 def _cache_given(positional: Path | None, option: Path | None) -> Path:

@@ -37,9 +37,14 @@ APEX_FRAME = "apex_frame"
 IMAGES = (*PHASES, APEX_FRAME)
 # Where a clip's apex (and so its phase images and apex frame) came from.
 APEX_SOURCES = {"sheet": "the annotation sheet's apex frame",
-                "middle": "no usable apex: no phase images, the middle frame as apex frame"}
+                "spotted": "spotted from the frames (mer_di.pipeline.apex)",
+                "middle": "the clip's middle frame",
+                "none": "no usable apex (--apex sheet): no phase images, the middle frame "
+                        "as apex frame"}
 # Root attributes; those in BUILD_PARAMS must match for a build to reuse an existing file.
-BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop")
+BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop", "apex")
+# what a parameter was before the cache recorded it (a cache built before --apex: 'sheet')
+PARAM_DEFAULTS = {"apex": "sheet"}
 ROOT_ATTRS = (*BUILD_PARAMS, "sheet", "sheet_sha256", "tool_version", "created", "skipped")
 
 
@@ -168,14 +173,17 @@ class CachedClip:
             v = a.get(name)
             return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-        index = usable_apex(number("onset"), number("apex"), number("offset"),
-                            bool(a.get("onset_ok")), bool(a.get("offset_ok")))
+        source = str(a.get("apex_source") or "")
+        if source not in APEX_SOURCES:  # a clip built before the cache recorded it
+            index = usable_apex(number("onset"), number("apex"), number("offset"),
+                                bool(a.get("onset_ok")), bool(a.get("offset_ok")))
+            source = "sheet" if index is not None else "none"
         return cls(dataset=str(a.get("dataset") or dataset), subject=subject, clip=clip,
                    emotion=str(a.get("emotion", "")),
                    label=str(a.get("label", "")),
                    phases=tuple(p for p in PHASES if p in present),
                    has_apex_frame=APEX_FRAME in present,
-                   apex_source="sheet" if index is not None else "middle", attrs=a)
+                   apex_source=source, attrs=a)
 
 
 REBUILD_ALL = ("build it again: mer-prep build-cache --dataset D --root R --out {path} "
@@ -232,7 +240,7 @@ class Cache:
     @property
     def params(self) -> dict[str, str]:
         """The build parameters (:data:`BUILD_PARAMS`) as text."""
-        return {k: str(self.attrs.get(k)) for k in BUILD_PARAMS}
+        return {k: str(self.attrs.get(k, PARAM_DEFAULTS.get(k))) for k in BUILD_PARAMS}
 
     @property
     def skipped(self) -> list[dict[str, object]]:

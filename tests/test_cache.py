@@ -61,12 +61,20 @@ def test_cache_equals_float64_reference_from_the_jpegs(casme, tmp_path):
                                for n in range(row.onset, row.offset + 1)])
             g = f[row.key]
             assert g.attrs["onset"] == row.onset and g.attrs["label"] == row.label
-            still = row.apex - row.onset if row.onset_ok or row.offset_ok else len(frames) // 2
+            # the apex the phases use: the sheet's where usable, else spotted (--apex auto)
+            source, still = g.attrs["apex_source"], int(g.attrs["apex_used"]) - row.onset
+            if source == "sheet":
+                assert still == row.apex - row.onset
+                on_ok, off_ok = row.onset_ok, row.offset_ok
+            else:
+                assert source == "spotted" and not (row.onset_ok or row.offset_ok)
+                assert int(g.attrs["spotted_apex"]) == row.onset + still
+                on_ok, off_ok = still > 0, still < len(frames) - 1
             expected = {"full": _reference(frames), "apex_frame": frames[still]}
-            if row.onset_ok:
-                expected["onset"] = _reference(frames[:row.apex - row.onset + 1])
-            if row.offset_ok:
-                expected["offset"] = _reference(frames[row.apex - row.onset:][::-1])
+            if on_ok:
+                expected["onset"] = _reference(frames[:still + 1])
+            if off_ok:
+                expected["offset"] = _reference(frames[still:][::-1])
             assert set(g) == set(expected), row.problems
             for phase, ref in expected.items():
                 got = g[phase][()]
@@ -274,9 +282,9 @@ def test_inspect_show_and_the_reader_agree_with_the_build(casme, tmp_path):
     with open_cache(cache) as c:
         clips = list(c)
         assert len(clips) == report.total
-        middle = [r for r in clips if r.apex_source == "middle"]
-        assert all(r.phases == ("full",) for r in middle)
-        assert all(r.apex_source == "sheet" for r in clips if len(r.phases) == 3)
+        spotted = [r for r in clips if r.apex_source == "spotted"]
+        assert spotted and all(r.phases == ("full", "onset", "offset") for r in spotted)
+        assert {r.apex_source for r in clips} == {"sheet", "spotted"}
         images = c.images(clips[0])
         assert images["full"].dtype == np.float32 and images["apex_frame"].dtype == np.uint8
         with pytest.raises(CacheError, match="has no clip 'sub01/nope'"):
@@ -286,7 +294,8 @@ def test_inspect_show_and_the_reader_agree_with_the_build(casme, tmp_path):
     n_phase = {p: sum(p in r.phases for r in clips) for p in ("full", "onset", "offset")}
     assert (f"per image: full {n_phase['full']}, onset {n_phase['onset']}, offset "
             f"{n_phase['offset']}, apex_frame {len(clips)}") in result.output
-    assert f"apex from: middle {len(middle)}, sheet {len(clips) - len(middle)}" in result.output
+    assert f"apex from: sheet {len(clips) - len(spotted)}, spotted {len(spotted)}" \
+        in result.output
     assert f"(16, 16, 3) x{n_phase['full'] + n_phase['onset'] + n_phase['offset'] + len(clips)}" \
         in result.output
     png = tmp_path / "clip.png"

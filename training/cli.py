@@ -75,8 +75,13 @@ def main() -> None:
               callback=_seeds,
               help="Seeds, comma-separated or repeated (--seeds 0,1 --seeds 2); each gives its "
               "own folds, split and initialisation.")
-@click.option("--classes", type=click.Choice(tuple(CLASS_SETS)), default="five",
-              show_default=True, help="Class set: " + describe(CLASS_SETS) + ".")
+@click.option("--classes", type=click.Choice(tuple(CLASS_SETS)), default=None,
+              help="Class set: " + describe(CLASS_SETS) + "  [default: the dataset's usual "
+              "set (five for CASME II, SAMM, MMEW), megc for caches of several datasets]")
+@click.option("--clips", "clip_list", type=click.Path(dir_okay=False, exists=True),
+              help="Only the clips this CSV lists (dataset, subject, clip[, class]; "
+              "MEGC2019's combined_3class_gt.csv as it is); a listed clip the caches lack "
+              "stops the run.")
 @click.option("--epochs", type=int, default=50, show_default=True, help="Most epochs per fold.")
 @click.option("--batch-size", type=int, default=25, show_default=True)
 @click.option("--lr", type=float, default=1e-4, show_default=True,
@@ -111,7 +116,8 @@ def main() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="The run folder (runs/NAME).")
 @click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
-def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_size, lr,
+def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epochs,
+       batch_size, lr,
        patience, val_fraction, amp, pretrained, backbone, tiny, input_, checkpoints, final,
        device, resume, out, quiet) -> None:
     """Cross-validate every model x configuration x seed on the cache(s) and print the
@@ -119,10 +125,11 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
     from mer_di.training import CVSpec, TrainOptions, run_cv
 
     ctx = click.get_current_context()
-    if protocol == "loso" and (ctx.get_parameter_source("folds")
-                               is not click.core.ParameterSource.DEFAULT):
-        click.echo(f"note: --folds {folds} is ignored: --protocol loso has one fold per "
-                   "subject")
+    if protocol in ("loso", "lodo") and (ctx.get_parameter_source("folds")
+                                         is not click.core.ParameterSource.DEFAULT):
+        per = "subject" if protocol == "loso" else "dataset"
+        click.echo(f"note: --folds {folds} is ignored: --protocol {protocol} has one fold per "
+                   f"{per}")
 
     if resume and not caches and not models:  # `--resume --out RUN`: the run's own settings
         from mer_di.training.runner import resume_spec
@@ -135,7 +142,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, epochs, batch_s
                                "finish a run with its own settings)")
     spec = CVSpec(caches=list(caches), models=list(models),
                   configs=list(configs) or list(CONFIGS), protocol=protocol,
-                  folds=folds, seeds=seeds, classes=classes,
+                  folds=folds, seeds=seeds, classes=classes, clip_list=clip_list,
                   train=TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr,
                                      patience=patience, val_fraction=val_fraction, amp=amp),
                   pretrained=_weights(pretrained, models), backbone=backbone, tiny=tiny,

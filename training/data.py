@@ -6,14 +6,14 @@ their images as arrays in memory.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from mer_di.data_manifest.classes import class_names, map_label, normalise_emotion
-from mer_di.errors import CacheError, DataError
+from mer_di.errors import CacheError, DataError, MerError
 from mer_di.options import CLASS_SETS, check
 from mer_di.pipeline.store import APEX_FRAME, IMAGES, CachedClip, file_sha256, open_cache
 
@@ -44,6 +44,7 @@ class ClipSet:
     has_onset: np.ndarray
     has_offset: np.ndarray
     apex_frame: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)  # what reading them found (--clips)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -86,11 +87,46 @@ def read_clips(path: str | Path, keep=lambda clip: True) -> list[Loaded]:
     return loaded
 
 
-def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
+def cache_datasets(paths: list[str | Path]) -> list[str]:
+    """The dataset of each cache (:class:`DataError` for one that can't be read)."""
+    out = []
+    for path in paths:
+        try:
+            with open_cache(path) as cache:
+                out.append(cache.dataset)
+        except CacheError as exc:
+            raise DataError(str(exc)) from None
+    return out
+
+
+def default_class_set(paths: list[str | Path]) -> str:
+    """The class set a run over ``paths`` uses when none is given: the dataset's usual one
+    (``five`` for CASME II, SAMM, MMEW; see each reader's ``default_classes``); ``megc``,
+    the one set defined across datasets, for caches of several datasets."""
+    from mer_di.data_manifest.registry import get_reader
+
+    datasets = sorted(set(cache_datasets(paths)))
+    if len(datasets) > 1:
+        return CROSS_DATASET_SETS[0]
+    return getattr(get_reader(datasets[0]), "default_classes", "five")
+
+
+def _class_of(dataset: str, class_set: str, emotion: str) -> str | None:
+    try:
+        return map_label(dataset, class_set, emotion)
+    except MerError as exc:  # a class set this dataset does not define
+        raise DataError(str(exc)) from None
+
+
+def load_caches(paths: list[str | Path], class_set: str = "five",
+                clip_list: str | Path | None = None) -> ClipSet:
     """Read ``paths`` into one :class:`ClipSet` under ``class_set``.
 
     Clips whose emotion the class set leaves out are dropped. Where greyscale and colour
-    caches combine, greyscale images are repeated to three channels. Raises
+    caches combine, greyscale images are repeated to three channels. With ``clip_list``
+    (a file, :mod:`mer_di.training.cliplist`) only the clips it lists are read; a listed
+    clip that no cache has, or that the class set leaves out, stops the run, and a label
+    that disagrees with the list's is kept and named in ``notes``. Raises
     :class:`DataError` for a missing or foreign file, caches of different image sizes, or
     a class set that leaves a class without clips.
     """
@@ -98,10 +134,14 @@ def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
     if not paths:
         raise DataError("no cache given")
     _check_distinct_files(paths)
+    listed = None
+    if clip_list is not None:
+        listed = _listed(paths, clip_list, class_set)
     loaded: list[Loaded] = []
     for path in paths:
-        loaded += read_clips(path, lambda c: map_label(c.dataset, class_set, c.emotion)
-                             is not None)
+        loaded += read_clips(path, lambda c: (listed is None or (c.dataset, c.subject, c.clip)
+                                              in listed.keep)
+                             and _class_of(c.dataset, class_set, c.emotion) is not None)
     if not loaded:
         raise DataError(f"no clip of {', '.join(map(str, paths))} is in class set {class_set!r}")
     _check_distinct_clips(loaded, paths)
@@ -116,12 +156,59 @@ def load_caches(paths: list[str | Path], class_set: str = "five") -> ClipSet:
     else:
         classes = list(dict.fromkeys(c for d in datasets for c in class_names(d, class_set)))
     clips = assemble(loaded, classes, class_set)
+    if listed is not None:
+        clips.notes += _disagreements(loaded, listed, classes, class_set, clip_list)
     counts = np.bincount(clips.labels, minlength=len(classes))
     if (counts == 0).any():
         empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
         raise DataError(f"class set {class_set!r} leaves no clips in class(es) "
                         f"{', '.join(empty)} in {', '.join(map(str, paths))}")
     return clips
+
+
+def _listed(paths: list[str | Path], clip_list: str | Path, class_set: str):
+    """The list matched against the caches' clips; stops at listed clips they lack or
+    that the class set leaves out, naming them."""
+    from mer_di.training.cliplist import match_clips, read_clip_list
+
+    listed = read_clip_list(clip_list)
+    records = []
+    for path in paths:
+        try:
+            with open_cache(path) as cache:
+                records += list(cache)
+        except CacheError as exc:
+            raise DataError(str(exc)) from None
+    match = match_clips(listed, [(c.dataset, c.subject, c.clip) for c in records])
+    if match.missing:
+        names = [f"{m.dataset} {m.subject}/{m.clip} (line {m.line})" for m in match.missing]
+        raise DataError(f"--clips {clip_list}: {len(names)} of its {len(listed)} clips are in "
+                        f"no cache ({', '.join(map(str, paths))}): " + ", ".join(names[:20])
+                        + (f" and {len(names) - 20} more" if len(names) > 20 else ""))
+    outside = [f"{c.dataset} {c.key} ({c.emotion!r})" for c in records
+               if (c.dataset, c.subject, c.clip) in match.keep
+               and _class_of(c.dataset, class_set, c.emotion) is None]
+    if outside:
+        raise DataError(f"--clips {clip_list}: {len(outside)} listed clips are outside class "
+                        f"set {class_set!r}: " + ", ".join(outside[:20]))
+    return match
+
+
+def _disagreements(loaded: list[Loaded], match, classes: list[str], class_set: str,
+                   clip_list: str | Path) -> list[str]:
+    """A note per clip whose label differs from the class its list gives it."""
+    from mer_di.training.cliplist import list_class
+
+    notes = []
+    for clip, _ in loaded:
+        item = match.keep.get((clip.dataset, clip.subject, clip.clip))
+        said = list_class(item.label, classes, class_set) if item else None
+        have = map_label(clip.dataset, class_set, clip.emotion)
+        if said is not None and said != have:
+            notes.append(f"{clip.dataset} {clip.key}: {clip_list} (line {item.line}) says "
+                         f"{said}, the cache's sheet says {have} ({clip.emotion!r}); the "
+                         "sheet's label is used")
+    return notes
 
 
 def _check_distinct_files(paths: list[str | Path]) -> None:

@@ -3,6 +3,7 @@
 - ``kfold``: stratified over clips (the paper's 5-fold).
 - ``subject-kfold``: stratified, grouped by subject (no subject in two folds).
 - ``loso``: leave one subject out.
+- ``lodo``: leave one dataset out (combined caches): each dataset is once the test fold.
 The same seed gives the same folds. The validation split used for early stopping comes
 from the training clips only, subject-disjoint where the protocol is.
 """
@@ -19,12 +20,20 @@ from mer_di.options import PROTOCOL_NAMES as PROTOCOLS
 
 
 def make_folds(protocol: str, labels: np.ndarray, subjects: np.ndarray, n_folds: int = 5,
-               seed: int = 0) -> list[np.ndarray]:
-    """Test indices of every fold (each clip in exactly one test fold)."""
+               seed: int = 0, datasets: np.ndarray | None = None) -> list[np.ndarray]:
+    """Test indices of every fold (each clip in exactly one test fold). ``datasets``
+    [shape=(N,)] names each clip's dataset (needed by ``lodo``; its folds are the datasets
+    in sorted order)."""
     labels, subjects = np.asarray(labels), np.asarray(subjects)
     n = len(labels)
     if protocol == "loso":
         return [np.flatnonzero(subjects == s) for s in sorted(set(subjects.tolist()))]
+    if protocol == "lodo":
+        names = sorted(set(np.asarray(datasets).tolist())) if datasets is not None else []
+        if len(names) < 2:
+            raise FoldError("--protocol lodo (leave one dataset out) needs caches of two or "
+                            f"more datasets; these hold {', '.join(names) or 'none'}")
+        return [np.flatnonzero(np.asarray(datasets) == d) for d in names]
     if protocol not in PROTOCOLS:
         raise FoldError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if n_folds < 2:

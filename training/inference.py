@@ -158,7 +158,8 @@ def clips_from_folder(dataset: str, root: str | Path, ck: dict, sheet: str | Pat
     left_out = [_left_out(r, r.problems) for r in rows if not r.full_ok]
     params = _build_params(ck, dataset)
     options = BuildOptions(size=None if params["size"] == "native" else int(params["size"]),
-                           crop=params["crop"], weights=params["weights"], workers=workers)
+                           crop=params["crop"], weights=params["weights"], workers=workers,
+                           apex=params.get("apex", "sheet"))
     loaded: list[Loaded] = []
     with closing(pool_clips([(r, "") for r in rows if r.full_ok], options)) as pooled:
         for done in pooled:

@@ -20,7 +20,7 @@ from mer_di.errors import MerError, ModelError, RunError
 from mer_di.options import INPUTS, PROTOCOLS, check
 from mer_di.pipeline.store import open_cache
 from mer_di.training.configs import applies, get_config
-from mer_di.training.data import ClipSet, load_caches
+from mer_di.training.data import ClipSet, default_class_set, load_caches
 from mer_di.training.folds import make_folds
 from mer_di.training.loop import TrainOptions
 from mer_di.training.models import ModelCfg, check_weights, is_known, model_cfg
@@ -40,11 +40,15 @@ class CVSpec:
     configs : list of str
         Training configurations (:data:`mer_di.options.CONFIGS`).
     protocol : str
-        ``kfold``, ``subject-kfold`` or ``loso``; ``folds`` for the first two.
+        ``kfold``, ``subject-kfold``, ``loso`` or ``lodo``; ``folds`` for the first two.
     seeds : list of int
         Each seed draws its own folds, validation split, initialisation and batches.
-    classes : str
-        The class set (:data:`mer_di.options.CLASS_SETS`).
+    classes : str or None
+        The class set (:data:`mer_di.options.CLASS_SETS`); None: the datasets' usual one
+        (:func:`mer_di.training.data.default_class_set`), resolved when the run is planned.
+    clip_list : str or None
+        Only the clips this CSV lists (:mod:`mer_di.training.cliplist`): the MEGC
+        composite's ``combined_3class_gt.csv``, or a paper's clip list.
     train : TrainOptions
         The loop's settings (epochs, batch size, learning rate, early stopping).
     pretrained : dict
@@ -69,7 +73,8 @@ class CVSpec:
     protocol: str = "kfold"
     folds: int = 5
     seeds: list[int] = field(default_factory=lambda: [0])
-    classes: str = "five"
+    classes: str | None = "five"
+    clip_list: str | None = None
     train: TrainOptions = field(default_factory=TrainOptions)
     pretrained: dict[str, str] = field(default_factory=dict)
     backbone: str | None = None
@@ -162,11 +167,14 @@ def plan_run(spec: CVSpec) -> Plan:
     if bad or len(set(spec.seeds)) < len(spec.seeds):
         raise RunError(f"seeds {spec.seeds}: each seed once, in 0..{MAX_SEED} (a unit's "
                        "generators are seeded with seed * 1000 + fold, below 2**32)")
-    clips = load_caches(spec.caches, spec.classes)
+    if spec.classes is None:  # the datasets' usual set, written into the run's record
+        spec = dataclasses.replace(spec, classes=default_class_set(spec.caches))
+    clips = load_caches(spec.caches, spec.classes, spec.clip_list)
     if spec.input == "apex" and clips.apex_frame is None:
         raise RunError(f"--input apex: {', '.join(spec.caches)} hold no apex frames (built "
                        "before cache schema 2); rebuild with mer-prep build-cache --rebuild")
-    folds = {s: make_folds(spec.protocol, clips.labels, clips.groups, spec.folds, s)
+    folds = {s: make_folds(spec.protocol, clips.labels, clips.groups, spec.folds, s,
+                           datasets=clips.datasets)
              for s in spec.seeds}
     cfgs, units, skipped = {}, [], []
     for model in spec.models:
@@ -191,7 +199,7 @@ def plan_run(spec: CVSpec) -> Plan:
                     units.append(Unit(model, config, s, None))
     if not units:
         raise RunError("nothing to run: " + "; ".join(skipped))
-    notes = _upsampling(clips, cfgs)
+    notes = _upsampling(clips, cfgs) + clips.notes
     cache_params = []
     for path in spec.caches:
         with open_cache(path) as cache:

@@ -46,6 +46,7 @@ def _config_record(plan: Plan) -> dict[str, object]:
     spec = plan.spec
     return {"spec": spec.as_dict(),
             "caches_sha256": {c: file_sha256(c) for c in spec.caches},
+            "clip_list_sha256": file_sha256(spec.clip_list) if spec.clip_list else None,
             "classes": plan.clips.classes, "clips": len(plan.clips),
             "units": [u.name for u in plan.units], "skipped": plan.skipped}
 
@@ -65,6 +66,8 @@ def _comparable(record: dict[str, object]) -> dict[str, object]:
     shas = dict(record.get("caches_sha256") or {})
     walk("", {k: v for k, v in record.items() if k in RECORD_KEYS and k != "caches_sha256"})
     flat["spec.caches"] = [shas.get(c, c) for c in record["spec"]["caches"]]
+    if record["spec"].get("clip_list"):  # a list, like a cache, by its content
+        flat["spec.clip_list"] = record.get("clip_list_sha256") or record["spec"]["clip_list"]
     return flat
 
 
