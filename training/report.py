@@ -45,7 +45,8 @@ from mer_di.training.stats import (
 )
 from mer_di.training.units import FAILURES, SCORES, Unit
 
-DATASET_NAMES = {"casme2": "CASME II", "samm": "SAMM", "mmew": "MMEW", "all": "all"}
+DATASET_NAMES = {"casme2": "CASME II", "samm": "SAMM", "mmew": "MMEW", "smic": "SMIC-HS",
+                 "casme3": "CAS(ME)^3", "all": "Composite"}
 METRIC_NAMES = {"accuracy": "Acc", "uf1": "UF1", "uar": "UAR"}
 PAIRED_METRICS = ("uf1", "accuracy")
 ALL = "all"
