@@ -115,15 +115,28 @@ def main() -> None:
               help="Finish an interrupted run in --out: finished folds are kept.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="The run folder (runs/NAME).")
+@click.option("--executor", type=click.Choice(("local", "ray")), default="local",
+              show_default=True, help="local: the units one after another in this process; "
+              "ray: every unit a Ray task, over this machine's or a cluster's CPUs and GPUs "
+              "(pip install \"mer-di[ray]\").")
+@click.option("--ray-address", help="With --executor ray: join the running Ray cluster at "
+              "auto or HOST:PORT (default: start a Ray instance on this machine).")
+@click.option("--unit-cpus", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="CPUs of each unit (its torch threads)  [default: 1 with --executor ray, "
+              "torch's own with local]")
+@click.option("--unit-gpus", type=click.FloatRange(min=0), default=None,
+              help="With --executor ray: GPUs of each unit, fractions share one (0.25: four "
+              "units per GPU)  [default: 1 when the cluster has GPUs, else 0]")
 @click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
 def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epochs,
        batch_size, lr,
        patience, val_fraction, amp, pretrained, backbone, tiny, input_, checkpoints, final,
-       device, resume, out, quiet) -> None:
+       device, resume, out, executor, ray_address, unit_cpus, unit_gpus, quiet) -> None:
     """Cross-validate every model x configuration x seed on the cache(s) and print the
     summary (mean +- std over folds, and pooled over folds)."""
     from mer_di.training import CVSpec, TrainOptions, run_cv
 
+    runner = make_executor(executor, ray_address, unit_cpus, unit_gpus, not quiet)
     ctx = click.get_current_context()
     if protocol in ("loso", "lodo") and (ctx.get_parameter_source("folds")
                                          is not click.core.ParameterSource.DEFAULT):
@@ -136,7 +149,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epoc
 
         spec = resume_spec(out)
         return _finish(run_cv(spec, out, resume=True, device=device, progress=not quiet,
-                              echo=click.echo), out)
+                              echo=click.echo, executor=runner), out)
     if not caches or not models:
         raise click.UsageError("give --cache and --model (or --resume --out RUN alone to "
                                "finish a run with its own settings)")
@@ -148,7 +161,24 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epoc
                   pretrained=_weights(pretrained, models), backbone=backbone, tiny=tiny,
                   checkpoints=checkpoints, input=input_, final=final)
     _finish(run_cv(spec, out, resume=resume, device=device, progress=not quiet,
-                   echo=click.echo), out)
+                   echo=click.echo, executor=runner), out)
+
+
+def make_executor(kind: str, address: str | None, unit_cpus: float | None,
+                  unit_gpus: float | None, progress: bool):
+    """The executor of ``--executor`` with its options; options that do not apply to
+    ``local`` are refused rather than ignored."""
+    from mer_di.training.executor import LocalExecutor
+
+    if kind == "local":
+        for name, value in (("--ray-address", address), ("--unit-gpus", unit_gpus)):
+            if value is not None:
+                raise click.UsageError(f"{name} applies to --executor ray only")
+        return LocalExecutor(progress, threads=int(unit_cpus) if unit_cpus else None)
+    from mer_di.training.ray_executor import RayExecutor, import_ray
+
+    import_ray()  # without Ray: the install command, before anything else happens
+    return RayExecutor(address, unit_cpus or 1.0, unit_gpus, progress)
 
 
 def _finish(summary, out) -> None:

@@ -26,10 +26,20 @@ class LocalExecutor:
     """Units in this process, grouped by (model, configuration, seed), with progress bars
     (``progress``); a model's images are prepared once and reused by its units."""
 
-    def __init__(self, progress: bool = True):
+    def __init__(self, progress: bool = True, threads: int | None = None):
         self.progress = progress
+        self.threads = threads  # torch threads while units run (None: torch's default)
 
     def run(self, plan: Plan, todo: list[Unit], units_dir, device: torch.device) -> None:
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            self._run(plan, todo, units_dir, device)
+        finally:
+            torch.set_num_threads(before)
+
+    def _run(self, plan: Plan, todo: list[Unit], units_dir, device: torch.device) -> None:
         bank: ImageBank | None = None
         runs: dict[tuple[str, str, int], list[Unit]] = {}
         for u in todo:

@@ -1,0 +1,172 @@
+"""Units as Ray tasks (``mer-train cv --executor ray``): one task per (model,
+configuration, seed, fold), spread over every CPU and GPU of a machine or a Ray cluster.
+
+- The plan (the clip set's images with it) is put once into Ray's object store; each
+  worker process reads it from there (zero-copy for the arrays) and keeps the model's
+  prepared images between the units it runs, so the cache is read once, by the driver.
+- A task trains and tests its unit and writes the unit folder itself, exactly as a local
+  run does (a temporary folder renamed when whole), into the run folder: every node must
+  see it (a shared filesystem); a worker that cannot write there stops the run, naming
+  its host and the folder.
+- A task whose worker dies (killed, out of memory, a node lost) is retried by Ray
+  (:data:`RETRIES` times); a unit is seeded from (seed, fold) alone, so a retried unit
+  gives what it would have given the first time, and the finished run equals a local one.
+- Ray is an optional extra (``pip install "mer-di[ray]"``); without it, asking for this
+  executor stops with that command.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import torch
+
+from mer_di.errors import MerError, RunError
+from mer_di.training.plan import Plan
+from mer_di.training.units import Unit
+
+RAY_INSTALL = 'pip install "mer-di[ray]"  (or: pip install "ray>=2.9")'
+RETRIES = 3  # a unit whose worker dies is run again this many times before the run fails
+TASK_NAME = "mer_di_unit"  # the worker's process title while it runs a unit ("ray::...")
+
+
+def import_ray():
+    """The ``ray`` module, or :class:`RunError` with the command that installs it."""
+    try:
+        import ray
+    except ImportError:
+        raise RunError(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL}") \
+            from None
+    return ray
+
+
+# per worker process: the prepared images of the last (run, model input) it trained on
+_BANK: dict[str, object] = {}
+
+
+def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, use_gpu: bool,
+                token: str) -> dict:
+    """Train, test and write one unit in a Ray worker; returns its scores."""
+    from mer_di.training.samples import ImageBank
+    from mer_di.training.trainer import run_unit, write_unit
+
+    folder = Path(units_dir)
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise RunError(f"a Ray worker on {socket.gethostname()} cannot write the run folder "
+                       f"{folder}: with --executor ray the run folder (--out) must be on a "
+                       "filesystem every node sees and can write (NFS, Lustre, ...)")
+    torch.set_num_threads(max(1, threads))
+    device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+    cfg = plan.cfgs[unit.model]
+    key = f"{token}:{cfg.input_size}:{cfg.mean}:{cfg.std}:{device}"
+    if _BANK.get("key") != key:
+        _BANK.clear()  # one model input's images at a time, as a local run keeps them
+        _BANK.update(key=key, bank=ImageBank(plan.clips, cfg.input_size, cfg.mean, cfg.std,
+                                             device))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    result = run_unit(plan, unit, _BANK["bank"])
+    write_unit(folder, result)
+    return dict(result.scores)
+
+
+class RayExecutor:
+    """Every unit a Ray task of ``unit_cpus`` CPUs (its torch threads) and ``unit_gpus``
+    GPUs (fractions share a GPU; None: 1 when the cluster has GPUs, else 0), on the cluster
+    at ``address`` (``auto``, ``HOST:PORT``) or, without one, a Ray instance started on
+    this machine for the run."""
+
+    def __init__(self, address: str | None = None, unit_cpus: float = 1.0,
+                 unit_gpus: float | None = None, progress: bool = True):
+        if unit_cpus <= 0 or (unit_gpus is not None and unit_gpus < 0):
+            raise RunError(f"--unit-cpus {unit_cpus} / --unit-gpus {unit_gpus}: CPUs must be "
+                           "above 0 and GPUs 0 or more")
+        self.address, self.unit_cpus, self.unit_gpus = address, unit_cpus, unit_gpus
+        self.progress = progress
+
+    def _connect(self, ray) -> bool:
+        """Join the cluster (or start a local instance); True when this call started it."""
+        if ray.is_initialized():
+            return False
+        try:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
+            raise RunError(f"--executor ray: cannot start or join {where} ({exc})") from None
+        return True
+
+    def run(self, plan: Plan, todo: list[Unit], units_dir, device: torch.device) -> None:
+        if not todo:
+            return
+        ray = import_ray()
+        started = self._connect(ray)
+        try:
+            self._run(ray, plan, todo, Path(units_dir).resolve())
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _run(self, ray, plan: Plan, todo: list[Unit], units_dir: Path) -> None:
+        resources = ray.cluster_resources()
+        if self.unit_gpus is None:
+            self.unit_gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+        if self.unit_gpus and resources.get("GPU", 0) < self.unit_gpus:
+            raise RunError(f"--unit-gpus {self.unit_gpus}: the Ray cluster has "
+                           f"{resources.get('GPU', 0):g} GPUs")
+        slots = int(resources.get("CPU", 1) // self.unit_cpus)
+        if self.unit_gpus:
+            slots = min(slots, int(resources.get("GPU", 0) // self.unit_gpus))
+        task = ray.remote(mer_di_unit).options(
+            name=TASK_NAME, num_cpus=self.unit_cpus, num_gpus=self.unit_gpus,
+            max_retries=RETRIES, retry_exceptions=False)
+        plan_ref = ray.put(plan)  # once: every worker reads the images from the store
+        token = uuid.uuid4().hex
+        threads = max(1, int(self.unit_cpus))
+        pending = {task.remote(plan_ref, unit, str(units_dir), threads, self.unit_gpus > 0,
+                               token): unit for unit in todo}
+        bar = None
+        if self.progress:
+            from mer_di._progress import progress_bar
+
+            bar = progress_bar(len(todo), "units", "unit")
+        failed: list[str] = []
+        start = time.monotonic()
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+                for ref in done:
+                    unit = pending.pop(ref)
+                    try:
+                        ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+                        if isinstance(cause, RunError):  # the shared folder: stop now
+                            raise RunError(str(cause)) from None
+                        why = str(cause) if isinstance(cause, MerError) else repr(cause)
+                        failed.append(f"{unit.name}: {why}")
+                    except ray.exceptions.RayError as exc:  # died more than RETRIES times
+                        failed.append(f"{unit.name}: its worker died {RETRIES + 1} times "
+                                      f"({type(exc).__name__})")
+                    if bar:
+                        bar.update()
+                if bar:
+                    bar.set_postfix(running=min(len(pending), slots), failed=len(failed),
+                                    refresh=False)
+        finally:
+            if bar:
+                bar.close()
+            for ref in pending:  # an interrupted driver: the rest need not run
+                ray.cancel(ref, force=True)
+        for stale in units_dir.glob(".tmp-*"):  # left by workers that died mid-write
+            shutil.rmtree(stale, ignore_errors=True)
+        if failed:
+            raise RunError(f"{len(failed)} of {len(todo)} units failed on Ray (the others are "
+                           f"written; --resume runs the rest): " + "; ".join(failed[:5]))
+        self.seconds = time.monotonic() - start
