@@ -107,9 +107,9 @@ def _check_geometry(h: int, w: int, path: Path, number: int) -> None:
 
 def _decode(data: np.ndarray, path: Path, number: int, flag: int,
             checked: bool = False) -> np.ndarray:
-    """Decode a frame file's bytes; ``checked``: its JPEG header was already read and its
+    """Decode a frame file's bytes; ``checked``: its header was already read and its
     geometry checked by the caller."""
-    header = None if checked else _jpeg_header(data[:1 << 16].tobytes())
+    header = None if checked else frame_header(data[:1 << 16].tobytes())
     if header is not None:
         _check_geometry(header[0], header[1], path, number)
     try:
@@ -161,6 +161,37 @@ def _jpeg_header(data: bytes) -> tuple[int, int, int] | None:
             return None
         i += 2 + length
     return None
+
+
+def _png_header(data: bytes) -> tuple[int, int, int] | None:
+    """``(height, width, components)`` from a PNG's IHDR chunk; None for anything else."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or len(data) < 26:
+        return None
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    components = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25])
+    return (h, w, components) if h and w and components else None
+
+
+def _bmp_header(data: bytes) -> tuple[int, int, int | None] | None:
+    """``(height, width, components)`` from a BMP's header; components None for a palette
+    image (8 bits or fewer: the decoder gives grey or colour after its palette)."""
+    if data[:2] != b"BM" or len(data) < 30:
+        return None
+    if int.from_bytes(data[14:18], "little") == 12:  # BITMAPCOREHEADER
+        w, h = int.from_bytes(data[18:20], "little"), int.from_bytes(data[20:22], "little")
+        bits = int.from_bytes(data[24:26], "little")
+    else:  # BITMAPINFOHEADER and later: signed sizes, a negative height is top-down
+        w = int.from_bytes(data[18:22], "little", signed=True)
+        h = abs(int.from_bytes(data[22:26], "little", signed=True))
+        bits = int.from_bytes(data[28:30], "little")
+    return (h, w, None if bits <= 8 else 3) if h and w > 0 else None
+
+
+def frame_header(data: bytes) -> tuple[int, int, int | None] | None:
+    """``(height, width, components)`` from the header of a JPEG, PNG or BMP frame's first
+    bytes, without decoding it (components None where the header does not decide it);
+    None for another format, where the decoder alone judges the frame."""
+    return _jpeg_header(data) or _png_header(data) or _bmp_header(data)
 
 
 def _is_grey(img: np.ndarray) -> bool:
@@ -221,7 +252,8 @@ def _decode_one(path: Path, number: int, grey: bool, reduce: int, box: Box,
     another channel count is converted by the decoder and named in the returned note."""
     data = _read_bytes(path, number)
     # the frame header is near the start: look in 4 KiB first, 64 KiB if metadata is long
-    header = _jpeg_header(data[:4096].tobytes()) or _jpeg_header(data[:1 << 16].tobytes())
+    # (a JPEG's; PNG and BMP (SMIC's frames) say their size in their first 30 bytes)
+    header = frame_header(data[:4096].tobytes()) or _jpeg_header(data[:1 << 16].tobytes())
     note = ""
     if header is not None:
         h, w, components = header
@@ -229,7 +261,7 @@ def _decode_one(path: Path, number: int, grey: bool, reduce: int, box: Box,
         if (h, w) != first:
             raise FrameError(f"frame {number} ({path}): size {w}x{h} differs from the clip's "
                              f"first frame ({first[1]}x{first[0]}): clip skipped")
-        if (components == 1) != grey:
+        if components is not None and (components == 1) != grey:
             kind = "greyscale" if components == 1 else "colour"
             note = (f"frame {number} ({path.name}) is {kind} in a "
                     f"{'greyscale' if grey else 'colour'} clip: converted")
