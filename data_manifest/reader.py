@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mer_di.data_manifest.classes import check_class_set, class_names, map_label, normalise_emotion
 from mer_di.data_manifest.records import ManifestRow
-from mer_di.data_manifest.sheet import Formula, read_table
+from mer_di.data_manifest.sheet import Formula, SheetTable, read_table
 from mer_di.errors import ManifestError
 
 
@@ -47,10 +47,25 @@ class Manifest:
     layout: Layout
     frames_found: bool  # False when no layout's folder exists under root
     layouts_tried: list[str] = field(default_factory=list)
+    # True for a dataset without a sheet (SMIC): ``sheet`` is then the folder its clips
+    # were read from, and ``sheet_row`` a running index
+    from_folders: bool = False
+    apex_annotated: bool = True  # False: the dataset has no apex (SMIC); rows say None
+    hint: str = ""  # where the frames were found instead (a --root one folder too high)
 
     @property
     def problem_rows(self) -> list[ManifestRow]:
         return [r for r in self.rows if r.problems]
+
+    @property
+    def source(self) -> str:
+        """Where the rows came from, for messages: the sheet, or the clip folders."""
+        if self.from_folders:
+            if not self.frames_found:
+                return f"no clip folders under {self.root} (no annotation sheet)"
+            return f"clips read from the folders under {self.sheet} (no annotation sheet)"
+        return (f"sheet {self.sheet} (sheet {self.sheet_name!r}, header on row "
+                f"{self.header_row})")
 
     def why_no_clip(self) -> str:
         """'' when some row can make a dynamic image; otherwise why none can, with where
@@ -58,6 +73,8 @@ class Manifest:
         the root that would fit."""
         if any(r.full_ok for r in self.rows):
             return ""
+        if self.from_folders:
+            return self._why_no_clip_in_folders()
         frames = (f"frames looked for under {self.frames_root}" if self.frames_found else
                   f"no frame folder under {self.root} (looked for "
                   f"{'; '.join(self.layouts_tried)})")
@@ -69,6 +86,17 @@ class Manifest:
             hint = f"; the sheet is in {self.sheet.parent}: is that the --root?"
         return (f"{self.title}: no usable clip: sheet {self.sheet} (sheet {self.sheet_name!r}, "
                 f"header on row {self.header_row}): {why}; {frames}{hint}")
+
+    def _why_no_clip_in_folders(self) -> str:
+        if not self.frames_found:
+            return (f"{self.title}: no usable clip: no clip folder under {self.root} (looked "
+                    f"for {'; '.join(self.layouts_tried)}){self.hint}")
+        if not self.rows:
+            return (f"{self.title}: no usable clip: no clip folder "
+                    f"(<subject>/micro/<emotion>/<clip>/) in {self.sheet}")
+        first = self.rows[0]
+        return (f"{self.title}: no usable clip: {self.source}: none of its {len(self.rows)} "
+                f"clips can make an image (first: {first.key}: {first.problems})")
 
     @property
     def frames_root(self) -> Path:
@@ -130,6 +158,13 @@ def name_problem(what: str, name: str) -> str:
     return ""
 
 
+def missing_frames_problem(onset: int, offset: int, template: str, missing: list[int]) -> str:
+    """The row problem of frame files ``missing`` (sorted) in ``[onset, offset]``."""
+    return (f"frame files missing in [{onset}, {offset}]: {len(missing)} of "
+            f"{offset - onset + 1} (first: {template.format(n=missing[0])}): "
+            "no image possible")
+
+
 def _formula_why(formula: str) -> str:
     return (f"is a formula without a stored value ({formula}): open the sheet in Excel or "
             "LibreOffice and save it, so its values are stored")
@@ -164,11 +199,23 @@ class DatasetReader:
     optional_columns: dict[str, tuple[str, ...]] = {"action_units": ("Action Units",)}
     layouts: tuple[Layout, ...] = ()
     subject_format: str = "{}"  # a subject's folder name from its number ("sub{:02d}")
+    default_classes: str = "five"  # the class set a manifest takes unless told otherwise
 
     # -- what a dataset module provides -------------------------------------------
     def subject_folder(self, number: int) -> str:
         """The subject's folder name on disk for subject number ``number``."""
         return self.subject_format.format(number)
+
+    def subject_name(self, value: object) -> str | None:
+        """The subject's folder name for a sheet's ``Subject`` cell; None when the cell
+        names no subject (default: its number, spelled by :meth:`subject_folder`)."""
+        number = parse_subject_number(value)
+        return None if number is None else self.subject_folder(number)
+
+    def parse_frame(self, column: str, value: object) -> tuple[int | None, str]:
+        """A frame-number cell of ``column`` (onset, apex, offset): ``(number, '')`` or
+        ``(None, why)`` (default: :func:`parse_frame_number`)."""
+        return parse_frame_number(value)
 
     def clip_dirs(self, frames_root: Path, layout: Layout, subject: str, clip: str,
                   emotion: str) -> list[Path]:
@@ -209,24 +256,40 @@ class DatasetReader:
         """For a layout whose base is the root itself: does it hold subject folders?"""
         if not base.is_dir():
             return False
-        return any(
-            p.is_dir() and parse_subject_number(p.name) is not None
-            and p.name == self.subject_folder(parse_subject_number(p.name))
-            for p in base.iterdir()
-        )
+        return any(p.is_dir() and self.subject_name(p.name) == p.name for p in base.iterdir())
 
     def read(self, root: str | Path, sheet: str | Path | None = None,
-             classes: str = "five") -> Manifest:
-        """Build the manifest of the dataset at ``root`` from its annotation sheet."""
-        check_class_set(classes)
+             classes: str | None = None) -> Manifest:
+        """Build the manifest of the dataset at ``root`` from its annotation sheet
+        (``classes`` None: the dataset's :attr:`default_classes`)."""
+        classes = classes or self.default_classes
+        check_class_set(classes, self.name)
         root = Path(root)
         if not root.is_dir():
             raise ManifestError(f"{root}: dataset root is not a folder")
         sheet_path = Path(sheet) if sheet is not None else self.find_sheet(root)
-        table = read_table(sheet_path, self.required_columns, self.optional_columns)
+        table = self.read_sheet(sheet_path)
         layout, found = self.detect_layout(root)
         frames_root = root / layout.base if layout.base else root
+        rows = self.sheet_rows(table, frames_root, layout, classes)
+        emotions = [r.emotion for r in rows]
+        return Manifest(
+            dataset=self.name, title=self.title, rows=rows, sheet=sheet_path,
+            sheet_name=table.sheet_name, header_row=table.header_row, class_set=classes,
+            classes=class_names(self.name, classes, emotions), root=root, layout=layout,
+            frames_found=found,
+            layouts_tried=[f"{lay.base or '.'}/ ({lay.description})" for lay in self.layouts],
+        )
 
+    def read_sheet(self, path: Path) -> SheetTable:
+        """The annotation table of the sheet at ``path`` (found by its column names)."""
+        return read_table(path, self.required_columns, self.optional_columns)
+
+    def sheet_rows(self, table: SheetTable, frames_root: Path, layout: Layout,
+                   classes: str) -> list[ManifestRow]:
+        """One checked row per table row with a subject, resolved under ``frames_root`` in
+        ``layout``; a second row of the same clip is a duplicate, not used."""
+        check_class_set(classes, self.name)
         rows: list[ManifestRow] = []
         first_seen: dict[tuple[str, str], int] = {}
         for excel_row, cells in table.rows:
@@ -240,14 +303,7 @@ class DatasetReader:
             else:
                 first_seen[key] = excel_row
             rows.append(row)
-        emotions = [r.emotion for r in rows]
-        return Manifest(
-            dataset=self.name, title=self.title, rows=rows, sheet=sheet_path,
-            sheet_name=table.sheet_name, header_row=table.header_row, class_set=classes,
-            classes=class_names(self.name, classes, emotions), root=root, layout=layout,
-            frames_found=found,
-            layouts_tried=[f"{lay.base or '.'}/ ({lay.description})" for lay in self.layouts],
-        )
+        return rows
 
     def _row(self, excel_row: int, cells: dict[str, object], frames_root: Path,
              layout: Layout, classes: str) -> ManifestRow:
@@ -258,26 +314,27 @@ class DatasetReader:
                 problems.append(f"{spelled} {_formula_why(cells[column])}")
                 cells = {**cells, column: None}
         raw_subject = cells.get("subject")
-        number = parse_subject_number(raw_subject)
-        if number is None:
+        named = self.subject_name(raw_subject)
+        if named is None:
             subject = cell_text(raw_subject)
             problems.append(f"subject {subject!r} is not a subject number: no image possible")
         else:
-            subject = self.subject_folder(number)
+            subject = named
         clip = cell_text(cells.get("clip"))
         if not clip:
             problems.append("filename missing: no image possible")
         emotion = cell_text(cells.get("emotion"))
         # names that reach a path: never looked up when not a plain folder name
-        bad_names = [why for why in (name_problem("filename", clip) if clip else "",
+        bad_names = [why for why in (name_problem("subject", subject) if named else "",
+                                     name_problem("filename", clip) if clip else "",
                                      name_problem("emotion", emotion) if emotion else "")
                      if why]
         problems += [f"{why}: not used" for why in bad_names]
 
-        onset, onset_why = parse_frame_number(cells.get("onset"))
-        apex, apex_why = parse_frame_number(cells.get("apex"))
-        offset, offset_why = parse_frame_number(cells.get("offset"))
-        full_ok = number is not None and bool(clip) and not bad_names
+        onset, onset_why = self.parse_frame("onset", cells.get("onset"))
+        apex, apex_why = self.parse_frame("apex", cells.get("apex"))
+        offset, offset_why = self.parse_frame("offset", cells.get("offset"))
+        full_ok = named is not None and bool(clip) and not bad_names
         if onset is None:
             problems.append(f"onset {onset_why}: no image possible")
             full_ok = False
@@ -308,7 +365,7 @@ class DatasetReader:
             candidates = self.clip_dirs(frames_root, layout, subject, clip, emotion)
             frame_dir = next((d for d in candidates if d.is_dir()), candidates[0])
             template = self.frame_template(layout, subject, clip)
-        if number is not None and clip and not bad_names:
+        if named is not None and clip and not bad_names:
             if not frame_dir.is_dir():
                 problems.append(f"clip folder missing: {frame_dir}")
                 full_ok = False
@@ -317,10 +374,7 @@ class DatasetReader:
                 missing = [n for n in range(onset, offset + 1)
                            if template.format(n=n) not in present]
                 if missing:
-                    problems.append(
-                        f"frame files missing in [{onset}, {offset}]: {len(missing)} of "
-                        f"{n_frames} (first: {template.format(n=missing[0])}): "
-                        "no image possible")
+                    problems.append(missing_frames_problem(onset, offset, template, missing))
                     full_ok = False
 
         onset_ok = offset_ok = full_ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from mer_di.data_manifest.reader import Manifest
@@ -17,15 +18,25 @@ def _columns(items: list[str], width: int = 96) -> list[str]:
             for i in range(0, len(items), per_line)]
 
 
+def _natural(name: str) -> tuple[list[object], str]:
+    """Sort key with numbers compared as numbers: ``s2`` before ``s11``, ``spNO.2`` before
+    ``spNO.10`` (zero-padded names, ``sub02``, sort as before)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)], name
+
+
 def summarise(manifest: Manifest) -> str:
     """Clips per label and per subject, usable images, and every problem row with reasons."""
     rows = manifest.rows
     in_set = [r for r in rows if r.label]
-    lines = [
-        f"{manifest.title} manifest: {len(rows)} sheet rows, {len({r.subject for r in rows})} "
-        f"subjects, from {manifest.sheet} (sheet {manifest.sheet_name!r}, header on row "
-        f"{manifest.header_row})",
-    ]
+    if manifest.from_folders:
+        lines = [f"{manifest.title} manifest: {len(rows)} clips, "
+                 f"{len({r.subject for r in rows})} subjects, {manifest.source}"]
+    else:
+        lines = [
+            f"{manifest.title} manifest: {len(rows)} sheet rows, {len({r.subject for r in rows})} "
+            f"subjects, from {manifest.sheet} (sheet {manifest.sheet_name!r}, header on row "
+            f"{manifest.header_row})",
+        ]
     if manifest.frames_found:
         lines.append(f"frames: {manifest.frames_root} (layout {manifest.layout.name}: "
                      f"{manifest.layout.description})")
@@ -38,8 +49,9 @@ def summarise(manifest: Manifest) -> str:
     )
     n_full = sum(r.full_ok and bool(r.label) for r in rows)
     n_dual = sum(r.full_ok and r.onset_ok and r.offset_ok and bool(r.label) for r in rows)
+    no_apex = "" if manifest.apex_annotated else " (the dataset annotates no apex)"
     lines.append(f"usable in the set: {n_full} clips with a full image, {n_dual} with both "
-                 f"phase images; {len(manifest.problem_rows)} rows with problems")
+                 f"phase images{no_apex}; {len(manifest.problem_rows)} rows with problems")
 
     lines.append("")
     lines.append("clips per label (rows in the set / with a full image):")
@@ -53,7 +65,7 @@ def summarise(manifest: Manifest) -> str:
     lines.append("")
     lines.append("clips per subject (rows in the set):")
     per_subject = Counter(r.subject for r in in_set)
-    subjects = sorted({r.subject for r in rows})
+    subjects = sorted({r.subject for r in rows}, key=_natural)
     lines.extend(_columns([f"{s}: {per_subject[s]}" for s in subjects]))
 
     problems = manifest.problem_rows

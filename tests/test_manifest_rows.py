@@ -96,7 +96,7 @@ def test_missing_sheet_names_what_was_looked_for(tmp_path):
 
 
 def test_unknown_dataset_and_class_set(tmp_path):
-    with pytest.raises(ManifestError, match="unknown dataset 'smic'"):
-        build_manifest("smic", tmp_path)
+    with pytest.raises(ManifestError, match="unknown dataset 'casme1'"):
+        build_manifest("casme1", tmp_path)
     with pytest.raises(ManifestError, match="unknown class set"):
         build_manifest("casme2", tmp_path, classes="seven")

@@ -168,18 +168,21 @@ def test_every_reader_has_a_generator_that_follows_it(tmp_path):
     truth = {(r["subject"], r["clip"]) for r in read_ground_truth(root)}
     assert {(r.subject, r.clip) for r in manifest.rows if r.full_ok} == truth
     with pytest.raises(SynthError, match="unknown dataset"):
-        get_spec("smic")
+        get_spec("casme1")
 
 
 def test_every_spec_takes_its_classes_and_layouts_from_its_reader():
-    """Each spec gives a motion to exactly the reader's five classes and its one extra
-    emotion, and names only its reader's layouts as face-cropped."""
+    """Each spec gives a motion to exactly the emotions of its reader's default class set
+    (CASME II, SAMM, MMEW: the five classes) and its one extra emotion (if any), and names
+    only its reader's layouts as face-cropped."""
     from mer_di.data_manifest.classes import CLASS_SETS, normalise_emotion
     from mer_di.data_manifest.synth.registry import SPECS
 
     for name, spec in SPECS.items():
-        five = list(CLASS_SETS[name]["five"])
-        assert [normalise_emotion(e) for e in spec.five] == five
-        assert spec.extra_class not in five
-        assert set(spec.motions) == {*five, spec.extra_class}
+        emotions = list(CLASS_SETS[name][spec.reader.default_classes])
+        assert [normalise_emotion(e) for e in spec.emotions] == emotions
+        assert spec.extra_class not in emotions
+        assert set(spec.motions) == {*emotions, *([spec.extra_class] * bool(spec.extra_class))}
         assert set(spec.cropped_layouts) <= set(spec.layouts)
+    assert {n for n, s in SPECS.items() if s.reader.default_classes == "five"} == \
+        {"casme2", "samm", "mmew"}

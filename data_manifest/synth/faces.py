@@ -41,6 +41,7 @@ MOTIONS: dict[str, dict[str, float]] = {
     "lip_press": {"lip_thick": -1.0, "corner_dx": -0.4},
     "eye_widen": {"eye_open": 1.0},
     "nose_wrinkle": {"nose_dy": -1.0, "brow_inner_dy": 0.6},
+    "lip_stretch": {"corner_dx": 1.0, "lip_thick": -0.5},  # AU 20, fear (CAS(ME)^3)
 }
 
 
