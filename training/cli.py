@@ -98,7 +98,9 @@ def main() -> None:
               help="Weights for the backbones: FILE for every model, or MODEL=FILE for one "
               "(repeat). FILE is a local weights file (VGG-Face: vgg_face_dag.pth) or "
               "'cache': timm's weights where an earlier download left them (Hugging Face or "
-              "torch hub cache; nothing is downloaded). The head is replaced for the classes.")
+              "torch hub cache; nothing is downloaded), or 'hub': the same, downloaded by timm "
+              "when they are not there (a machine that is online). The head is replaced for "
+              "the classes.")
 @click.option("--backbone", help="DIANet's stream backbone (a timm CNN; default resnet18).")
 @click.option("--tiny", is_flag=True,
               help="Tiny variants of the models (fast CPU checks, not for results).")
@@ -179,6 +181,67 @@ def make_executor(kind: str, address: str | None, unit_cpus: float | None,
 
     import_ray()  # without Ray: the install command, before anything else happens
     return RayExecutor(address, unit_cpus or 1.0, unit_gpus, progress)
+
+
+@main.command("table1", epilog=example(
+    "mer-train table1 --cache casme2.h5 --cache samm.h5 --weights-dir weights/ "
+    "--out runs/table1",
+    "mer-train table1 --cache casme2.h5 --cache samm.h5 --weights-dir weights/ "
+    "--out runs/table1 --executor ray --unit-gpus 0.5"))
+@click.option("--cache", "caches", multiple=True, required=True,
+              type=click.Path(dir_okay=False, exists=True),
+              help="One cache per dataset (repeat): each is cross-validated on its own.")
+@click.option("--weights-dir", type=click.Path(file_okay=False, exists=True),
+              help="The folder of pretrained weights, each under its model's name: "
+              "vgg_face_dag.pth, vgg19.pth, resnet34.pth, efficientnet_b0.pth, "
+              "vit_base_patch16_224.pth (LEARNet is trained from scratch).")
+@click.option("--pretrained", multiple=True,
+              help="Instead of --weights-dir, for every model (hub, cache or a FILE) or one "
+              "(MODEL=hub|cache|FILE, repeat): hub downloads timm's weights on a machine "
+              "that is online.")
+@click.option("--allow-random-init", is_flag=True,
+              help="Run models whose weights are missing from random initialisation (their "
+              "rows say so) instead of stopping.")
+@click.option("--model", "models", multiple=True,
+              help="Only these of the table's models (repeat; default: all six).")
+@click.option("--config", "configs", multiple=True,
+              help="Only these augmentation settings (repeat; default: all four).")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True)
+@click.option("--seeds", "--seed", "seeds", multiple=True, default=["0"], show_default=True,
+              callback=_seeds, help="Seeds, comma-separated or repeated.")
+@click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--tiny", is_flag=True, help="Tiny variants of the models (checks, not results).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="The folder: one run per dataset (OUT/<dataset>), the report in "
+              "OUT/report. Run the same command again to finish an interrupted table.")
+@click.option("--executor", type=click.Choice(("local", "ray")), default="local",
+              show_default=True, help="Where the units run (see mer-train cv).")
+@click.option("--ray-address", help="With --executor ray: auto or HOST:PORT of a cluster.")
+@click.option("--unit-cpus", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="CPUs of each unit (its torch threads).")
+@click.option("--unit-gpus", type=click.FloatRange(min=0), default=None,
+              help="With --executor ray: GPUs of each unit (fractions share one).")
+@click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
+def table1(caches, weights_dir, pretrained, allow_random_init, models, configs, folds, seeds,
+           epochs, tiny, device, out, executor, ray_address, unit_cpus, unit_gpus,
+           quiet) -> None:
+    """The paper's Table I: six models x four augmentation settings, 5-fold on each
+    dataset separately with the paper's settings, then the report (OUT/report)."""
+    from mer_di.training import TrainOptions
+    from mer_di.training.table1 import TABLE1_MODELS, run_table1
+
+    models = tuple(models) or TABLE1_MODELS
+    runner = make_executor(executor, ray_address, unit_cpus, unit_gpus, not quiet)
+    rep = run_table1(list(caches), out, weights_dir=weights_dir, models=models,
+                     configs=tuple(configs) or tuple(CONFIGS), folds=folds, seeds=tuple(seeds),
+                     train=TrainOptions(epochs=epochs), tiny=tiny,
+                     overrides=_weights(pretrained, models), allow_random_init=allow_random_init,
+                     device=device, executor=runner, progress=not quiet, echo=click.echo)
+    click.echo(rep.markdown)
+    for warning in rep.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"wrote the report to {rep.out}")
 
 
 def _finish(summary, out) -> None:

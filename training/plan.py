@@ -159,7 +159,7 @@ def plan_run(spec: CVSpec) -> Plan:
     for model, path in spec.pretrained.items():
         if model != "*" and model not in spec.models:
             raise RunError(f"--pretrained {model}={path}: {model} is not a --model of this run")
-        if path != "cache" and not Path(path).is_file():
+        if path not in ("cache", "hub") and not Path(path).is_file():
             raise RunError(f"--pretrained {path}: " + _missing(spec, model, path))
     if not spec.seeds:
         raise RunError("no seeds given")

@@ -24,6 +24,7 @@ from mer_di.errors import ModelError
 
 Triple = tuple[float, float, float]
 CACHE = "cache"  # --pretrained cache: timm's weights, if a download left them in a local cache
+HUB = "hub"  # --pretrained hub: the same, downloaded when they are not there (online machines)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ class _Entry:
     cached: CachedFn | None  # where `--pretrained cache` looks (timm's weights)
     known: Callable[[str], bool] | None = None  # the fallback: which names it takes
     obtain: ObtainFn | None = None  # how a user gets its pretrained weights
+    hub: CachedFn | None = None  # where `--pretrained hub` gets them (downloading)
 
 
 _REGISTRY: dict[str, _Entry] = {}
@@ -88,7 +90,7 @@ _FALLBACK: list[_Entry] = []
 def register_model(name: str | None, cfg: CfgFn, build: BuildFn, *,
                    takes_backbone: bool = False, cached: CachedFn | None = None,
                    known: Callable[[str], bool] | None = None,
-                   obtain: ObtainFn | None = None) -> None:
+                   obtain: ObtainFn | None = None, hub: CachedFn | None = None) -> None:
     """Register model ``name``; each model's module calls this when it is imported.
 
     Parameters
@@ -113,7 +115,7 @@ def register_model(name: str | None, cfg: CfgFn, build: BuildFn, *,
         ``obtain(name, backbone) -> str``: where the model's pretrained weights come from,
         for the message about a weights file that is not there.
     """
-    entry = _Entry(cfg, build, takes_backbone, cached, known, obtain)
+    entry = _Entry(cfg, build, takes_backbone, cached, known, obtain, hub)
     if name is None:
         _FALLBACK[:] = [entry]
     else:
@@ -221,6 +223,11 @@ def build_model(name: str, num_classes: int, *, pretrained: str | Path | None = 
             raise ModelError(f"--pretrained cache: {name} has no timm weights to look for; "
                              "give a weights file")
         pretrained = entry.cached(name)
+    elif pretrained is not None and str(pretrained) == HUB:
+        if entry.hub is None:
+            raise ModelError(f"--pretrained hub: {name} has no published weights to download; "
+                             "give a weights file")
+        pretrained = entry.hub(name)
     if pretrained is not None and not Path(pretrained).is_file():
         raise ModelError(missing_weights(name, pretrained, tiny=tiny, backbone=backbone))
     model = entry.build(name, num_classes, pretrained, tiny, backbone)

@@ -212,6 +212,36 @@ def obtain_timm(name: str, backbone: str | None = None) -> str:
             "model's state_dict with torch.save and give the file")
 
 
+def hub_file(name: str) -> Path:
+    """``--pretrained hub``: timm's weights for ``name`` where a download left them, else
+    downloaded now (the Hugging Face hub, or the cfg's URL into the torch hub cache);
+    :class:`ModelError` saying so when the download fails (an offline machine)."""
+    found = cached_weights(name)
+    if found is not None:
+        return found
+    cfg = timm_cfg(name)
+    hub_id, url = cfg.get("hf_hub_id"), cfg.get("url")
+    try:
+        if hub_id:
+            from huggingface_hub import hf_hub_download
+
+            repo, _, revision = hub_id.partition("@")
+            return Path(hf_hub_download(repo, cfg.get("hf_hub_filename") or "model.safetensors",
+                                        revision=revision or None))
+        if url:
+            import torch.hub
+
+            path = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), progress=False)
+            return path
+    except Exception as exc:  # network, offline mode, HTTP and hub errors have many types
+        raise ModelError(f"--pretrained hub: timm's weights for {name!r} could not be "
+                         f"downloaded ({type(exc).__name__}: {str(exc)[:200]}); is this "
+                         "machine offline? " + obtain_timm(name)) from None
+    raise ModelError(f"--pretrained hub: timm publishes no weights for {name!r}")
+
+
 def cached_file(name: str) -> Path:
     """The local file of timm's weights for ``name`` (:func:`cached_weights`), for
     ``--pretrained cache``; :class:`ModelError` saying where it looked when there is none."""
@@ -243,6 +273,7 @@ def _build_timm(name: str, num_classes: int, pretrained: str | Path | None, tiny
 
 
 for _name in ("vgg19", "resnet34", "efficientnet_b0", "vit_base_patch16_224"):
-    register_model(_name, timm_model_cfg, _build_timm, cached=cached_file, obtain=obtain_timm)
+    register_model(_name, timm_model_cfg, _build_timm, cached=cached_file, obtain=obtain_timm,
+                   hub=hub_file)
 register_model(None, timm_model_cfg, _build_timm, cached=cached_file, known=timm.is_model,
-               obtain=obtain_timm)
+               obtain=obtain_timm, hub=hub_file)
