@@ -51,7 +51,9 @@ _BANK: dict[str, object] = {}
 
 def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, use_gpu: bool,
                 token: str) -> dict:
-    """Train, test and write one unit in a Ray worker; returns its scores."""
+    """Train, test and write one unit in a Ray worker; returns its scores and where its
+    time went (``seconds``: ``images`` preparing the model's input, ``unit`` training,
+    testing and writing)."""
     from mer_di.training.samples import ImageBank
     from mer_di.training.trainer import run_unit, write_unit
 
@@ -62,6 +64,7 @@ def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, use_gpu: b
                        "filesystem every node sees and can write (NFS, Lustre, ...)")
     torch.set_num_threads(max(1, threads))
     device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+    start = time.perf_counter()
     cfg = plan.cfgs[unit.model]
     key = f"{token}:{cfg.input_size}:{cfg.mean}:{cfg.std}:{device}"
     if _BANK.get("key") != key:
@@ -71,9 +74,11 @@ def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, use_gpu: b
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+    ready = time.perf_counter()
     result = run_unit(plan, unit, _BANK["bank"])
     write_unit(folder, result)
-    return dict(result.scores)
+    return {"scores": dict(result.scores),
+            "seconds": {"images": ready - start, "unit": time.perf_counter() - ready}}
 
 
 class RayExecutor:
@@ -89,6 +94,7 @@ class RayExecutor:
                            "above 0 and GPUs 0 or more")
         self.address, self.unit_cpus, self.unit_gpus = address, unit_cpus, unit_gpus
         self.progress = progress
+        self.task_seconds: list[dict[str, float]] = []  # per finished unit, where time went
 
     def _connect(self, ray) -> bool:
         """Join the cluster (or start a local instance); True when this call started it."""
@@ -144,7 +150,7 @@ class RayExecutor:
                 for ref in done:
                     unit = pending.pop(ref)
                     try:
-                        ray.get(ref)
+                        self.task_seconds.append(ray.get(ref)["seconds"])
                     except ray.exceptions.RayTaskError as exc:
                         cause = exc.cause if isinstance(exc.cause, BaseException) else exc
                         if isinstance(cause, RunError):  # the shared folder: stop now
