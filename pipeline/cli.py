@@ -39,13 +39,14 @@ def main() -> None:
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The annotation sheet (.xlsx or .csv); default: the official file name "
                    "in --root.")
-@click.option("--classes", type=click.Choice(tuple(CLASS_SETS)), default="five",
-              show_default=True, help="Class set: " + describe(CLASS_SETS) + ".")
+@click.option("--classes", type=click.Choice(tuple(CLASS_SETS)), default=None,
+              help="Class set (default: the dataset's own: five; SMIC all; CAS(ME)^3 four): "
+              + describe(CLASS_SETS) + ".")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Where to write the manifest CSV ('-': standard output, the summary "
               "then goes to standard error).")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) when any row has a problem.")
-def manifest(dataset: str, root: Path, sheet: Path | None, classes: str, out: Path,
+def manifest(dataset: str, root: Path, sheet: Path | None, classes: str | None, out: Path,
              strict: bool) -> None:
     """Read the annotation sheet, check every row against the folders, write a CSV."""
     result = build_manifest(dataset, root, sheet=sheet, classes=classes)
@@ -85,13 +86,20 @@ def _parse_length(_ctx, _param, value: str | None) -> tuple[int, int] | None:
     return lo_i, hi_i
 
 
-@main.command(epilog=example("mer-prep synth --dataset casme2 --out demo/casme2 --subjects 6"))
+@main.command(epilog=example(
+    "mer-prep synth --dataset casme2 --out demo/casme2 --subjects 6",
+    "mer-prep synth --dataset samm --out megc/samm --from-sheet SAMM_Micro_FACS_Codes_v2.xlsx "
+    "--frame-size 48x48",
+    "mer-prep synth --dataset smic --out megc/smic --from-sheet combined_3class_gt.csv "
+    "--frame-size 48x48"))
 @click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder to create (must be empty or absent).")
 @click.option("--subjects", type=click.IntRange(1, 99), default=6, show_default=True)
 @click.option("--clips-per-class", type=click.IntRange(1, 50), default=2, show_default=True,
-              help="Clips of each of the five classes per subject.")
+              help="Clips of each emotion of the dataset's default class set per subject "
+              "(CASME II, SAMM, MMEW: the five classes; SMIC: its 3; CAS(ME)^3: its 7 "
+              "emotions).")
 @click.option("--frame-size", callback=_parse_size, default=None,
               help="WIDTHxHEIGHT of the frames; default depends on the dataset.")
 @click.option("--length", callback=_parse_length, default=None,
@@ -100,17 +108,39 @@ def _parse_length(_ctx, _param, value: str | None) -> tuple[int, int] | None:
               help="The reader's frame layout: " + "; ".join(
                   f"{d}: {'|'.join(x.name for x in get_reader(d).layouts)}" for d in DATASETS)
               + " (default: the first).")
+@click.option("--from-sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Draw frames for every row of this real annotation sheet instead (its "
+              "subjects, clips, frame numbers and labels; the sheet is copied into --out "
+              "under its official name); for smic, MEGC2019's combined_3class_gt.csv (its "
+              "smic rows). Rows that cannot be drawn are listed and left without frames.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress lines.")
-def synth(dataset: str, out: Path, subjects: int, clips_per_class: int,
+@click.pass_context
+def synth(ctx: click.Context, dataset: str, out: Path, subjects: int, clips_per_class: int,
           frame_size: tuple[int, int] | None, length: tuple[int, int] | None,
-          layout: str | None, seed: int, quiet: bool) -> None:
-    """Write a look-alike dataset in the official layout, with its annotation sheet."""
+          layout: str | None, from_sheet: Path | None, seed: int, quiet: bool) -> None:
+    """Write a look-alike dataset in the official layout, with its annotation sheet (SMIC:
+    its folders alone)."""
     from mer_di.data_manifest.synth import generate_dataset
 
-    result = generate_dataset(dataset, out, subjects=subjects,
-                              clips_per_class=clips_per_class, frame_size=frame_size,
-                              length=length, layout=layout, seed=seed, progress=not quiet)
+    if from_sheet is not None:
+        from click.core import ParameterSource
+
+        from mer_di.data_manifest.synth.from_sheet import generate_from_sheet
+
+        given = [f"--{name.replace('_', '-')}" for name in ("subjects", "clips_per_class")
+                 if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: not used with --from-sheet (the "
+                                   "sheet's rows are drawn)")
+        result = generate_from_sheet(dataset, out, from_sheet, frame_size=frame_size,
+                                     length=length, layout=layout, seed=seed,
+                                     progress=not quiet)
+    else:
+        result = generate_dataset(dataset, out, subjects=subjects,
+                                  clips_per_class=clips_per_class, frame_size=frame_size,
+                                  length=length, layout=layout, seed=seed,
+                                  progress=not quiet)
     click.echo(result.describe())
 
 
