@@ -52,6 +52,12 @@ def summarise(manifest: Manifest) -> str:
     no_apex = "" if manifest.apex_annotated else " (the dataset annotates no apex)"
     lines.append(f"usable in the set: {n_full} clips with a full image, {n_dual} with both "
                  f"phase images{no_apex}; {len(manifest.problem_rows)} rows with problems")
+    # a usable clip without a usable apex gets its phase images from a spotted apex
+    # (mer-prep build-cache --apex auto, the default)
+    spot = sum(r.full_ok and not (r.onset_ok or r.offset_ok) and bool(r.label) for r in rows)
+    lines.append(f"apex: {n_full - spot} clips from the sheet, {spot} need spotting from "
+                 "their frames (build-cache --apex auto spots them; --apex sheet leaves them "
+                 "without phase images)")
 
     lines.append("")
     lines.append("clips per label (rows in the set / with a full image):")

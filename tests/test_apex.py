@@ -158,3 +158,16 @@ def test_spot_apex_command_writes_every_clip_beside_the_sheet(casme, tmp_path):
                                           str(casme), "--out", "-", "--quiet"])
     assert piped.exit_code == 0
     assert list(csv.DictReader(io.StringIO(piped.stdout))) == rows
+
+
+def test_manifest_summary_counts_the_clips_that_need_spotting(casme, tmp_path):
+    from mer_di.data_manifest import summarise
+
+    manifest = build_manifest("casme2", casme, classes="all")
+    cache = tmp_path / "c.h5"
+    build_cache("casme2", casme, cache, options=BuildOptions(size=32))
+    spotted = sum(s == "spotted" for s, _ in _sources(cache).values())
+    usable = sum(r.full_ok for r in manifest.rows)
+    assert spotted > 0
+    assert (f"apex: {usable - spotted} clips from the sheet, {spotted} need spotting"
+            in summarise(manifest))
