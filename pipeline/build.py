@@ -164,7 +164,7 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
     phases = {p: finish_image(img, size, clip.grey) for p, img in phases.items()}
     # a frame is uint8 by nature: stored so, it costs a quarter of a float32 image
     phases[APEX_FRAME] = np.clip(np.rint(phases[APEX_FRAME]), 0, 255).astype(np.uint8)
-    why = next((p for p in row.problem_list if p.startswith("apex")), "no apex in the sheet")
+    why = next((p for p in row.problem_list if p.startswith("apex")), "no apex annotated")
     if apex is None:  # say why in the sheet's terms, not the kernel's
         notes.append(f"no onset or offset image ({why.split(':')[0]}); {APEX_FRAME} is the "
                       f"middle frame ({row.onset + apex_at})")
@@ -290,7 +290,7 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         report.reused = len(keep_old) + len(keep_parts)
 
         root_attrs = {**params, "sheet": str(manifest.sheet.resolve()),
-                      "sheet_sha256": file_sha256(manifest.sheet),
+                      "sheet_sha256": _source_sha256(manifest),
                       "tool_version": __version__}
         try:
             # The new cache is written as clips finish (no read-back of the parts at the end);
@@ -321,6 +321,16 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         parts.clear()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _source_sha256(manifest) -> str:
+    """The sheet's SHA-256; for a dataset read from its folders (SMIC), of what the folders
+    said: every clip's names, label and frame range."""
+    if manifest.sheet.is_file():
+        return file_sha256(manifest.sheet)
+    listing = [(r.subject, r.clip, r.emotion, r.onset, r.offset, r.frame_template)
+               for r in manifest.rows]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
 def is_disk_full(exc: OSError) -> bool:

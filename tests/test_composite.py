@@ -26,7 +26,7 @@ SMALL = {"clips_per_class": 1, "frame_size": (48, 48), "length": (6, 9)}
 def caches(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("comp")
     out = {}
-    for i, dataset in enumerate(("casme2", "samm")):
+    for i, dataset in enumerate(("casme2", "samm", "smic")):
         root = generate_dataset(dataset, base / dataset, subjects=3, seed=20 + i, **SMALL).root
         out[dataset] = build_cache(dataset, root, base / f"{dataset}.h5",
                                    options=BuildOptions(size=32)).cache
@@ -57,7 +57,8 @@ def test_loose_names_match_both_spellings():
 def test_composite_loso_subjects_per_dataset_and_report_rows(caches, tmp_path):
     out = tmp_path / "megc"
     code, output = _cv("--cache", str(caches["casme2"]), "--cache", str(caches["samm"]),
-                       "--classes", "megc", "--protocol", "loso", "--out", str(out))
+                       "--cache", str(caches["smic"]), "--classes", "megc", "--protocol",
+                       "loso", "--out", str(out))
     assert code == 0, output
     preds = pd.read_csv(out / "predictions.csv", dtype={"subject": str, "clip": str})
     # one fold per (dataset, subject): CASME II's sub01 and SAMM's 006 are different people
@@ -70,7 +71,10 @@ def test_composite_loso_subjects_per_dataset_and_report_rows(caches, tmp_path):
     assert report.exit_code == 0, report.output
     table = pd.read_csv(tmp_path / "r" / "table.csv")
     datasets = {c.split(".")[0] for c in table.columns if "." in c}
-    assert {"casme2", "samm", "all"} <= datasets
+    assert {"casme2", "samm", "smic", "all"} <= datasets
+    with open_cache(caches["smic"]) as c:  # SMIC annotates no apex: every one spotted
+        assert {clip.apex_source for clip in c} == {"spotted"}
+        assert all(clip.phases == ("full", "onset", "offset") for clip in c)
     # the composite's pooled UF1 is over every fold's predictions together
     from sklearn.metrics import f1_score
 
@@ -87,6 +91,10 @@ def test_lodo_leaves_one_dataset_out(caches, tmp_path):
     preds = pd.read_csv(out / "predictions.csv", dtype={"subject": str, "clip": str})
     assert preds.groupby("fold")["dataset"].nunique().eq(1).all()
     assert sorted(preds.groupby("fold")["dataset"].first()) == ["casme2", "samm"]
+    code, output = _cv("--cache", str(caches["casme2"]), "--cache", str(caches["samm"]),
+                       "--cache", str(caches["smic"]), "--protocol", "lodo", "--out",
+                       str(tmp_path / "three"))
+    assert code == 0, output
     config = json.loads((out / "config.json").read_text())
     assert config["spec"]["classes"] == "megc"  # several datasets: the set across them
     code, output = _cv("--cache", str(caches["casme2"]), "--protocol", "lodo",
