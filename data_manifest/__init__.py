@@ -1,4 +1,5 @@
-"""Canonical clip manifests from the official annotation sheets of CASME II, SAMM and MMEW.
+"""Canonical clip manifests from the official annotation sheets of CASME II, SAMM, MMEW and
+CAS(ME)^3 part A, and from the clip folders of SMIC-HS (which has no sheet).
 
 The public entry points are :func:`build_manifest` (sheet + dataset folder -> manifest),
 :func:`write_manifest` / :func:`read_manifest` (CSV round trip) and :func:`summarise`.
