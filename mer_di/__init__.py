@@ -47,6 +47,7 @@ _LAZY = {
     "read_manifest": "mer_di.data_manifest",
     "write_manifest": "mer_di.data_manifest",
     "generate_dataset": "mer_di.data_manifest.synth",
+    "generate_from_sheet": "mer_di.data_manifest.synth",
     "BuildOptions": "mer_di.pipeline",
     "build_cache": "mer_di.pipeline",
     "open_cache": "mer_di.pipeline",
@@ -61,7 +62,8 @@ __all__ = [
     "BuildError", "BuildOptions", "CVSpec", "CacheError", "ConfigError", "DataError",
     "FoldError", "FrameError", "ManifestError", "MerError", "ModelError", "PredictError",
     "ReportError", "RunError", "SheetError", "SynthError", "TrainOptions", "__version__",
-    "build_cache", "build_manifest", "generate_dataset", "make_report", "open_cache",
+    "build_cache", "build_manifest", "generate_dataset", "generate_from_sheet", "make_report",
+    "open_cache",
     "predict", "read_manifest", "run_cv", "write_manifest",
 ]
 

@@ -35,7 +35,8 @@ def main() -> None:
                              "--out casme2_manifest.csv"))
 @click.option("--dataset", type=click.Choice(DATASETS), required=True, help="Which dataset.")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="The dataset folder (holding Cropped/, SAMM/, Micro_Expression/ ...).")
+              help="The dataset folder (holding Cropped/, SAMM/, Micro_Expression/, "
+              "SMIC_all_cropped/, spNO.1/ ...).")
 @click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The annotation sheet (.xlsx or .csv); default: the official file name "
                    "in --root.")

@@ -78,7 +78,7 @@ class Run:
 
     def describe(self) -> str:
         spec = self.spec
-        folds = f" ({spec['folds']} folds)" if spec["protocol"] != "loso" else ""
+        folds = f" ({spec['folds']} folds)" if spec["protocol"] not in ("loso", "lodo") else ""
         return (f"`{self.path}`: {', '.join(map(str, spec['caches']))}; "
                 f"{self.config.get('clips', '?')} clips; classes {', '.join(self.classes)}; "
                 f"protocol {spec['protocol']}{folds}; seeds "
