@@ -6,15 +6,17 @@ Usage::
 
 The grid: LEARNet (full size, 112x112 input) x the four augmentation settings x 5 folds on
 two generated datasets (CASME II and SAMM look-alikes, 6 subjects, 2 clips per class,
-caches at 112x112), ``--epochs`` (default 3) each: 40 units. It runs once with the local
-executor (the units one after another in this process, torch's default threads) and once
-with ``--executor ray`` on a local Ray instance of ``--workers`` single-thread workers,
-each from a fresh run folder. Reported: wall time and units per minute of each, the ratio
+caches at 112x112), ``--epochs`` (default 3) each: 40 units. It runs with the local
+executor (the units one after another in this process) twice, with torch's default
+threads (what ``mer-train cv`` does) and with one thread (what each Ray worker has), and
+once with ``--executor ray`` on a local Ray instance of ``--workers`` single-thread
+workers, each from a fresh run folder. Reported: wall time and units per minute of each, the ratio
 (target: Ray >= 1.7x local on a 2-core machine), and Ray's overhead: starting Ray,
 putting the plan into the object store (per dataset), and per unit the wall time the
 workers did not spend preparing images or training (scheduling, fetching the plan,
-returning the result), = (wall x workers - time inside the tasks) / units. Both runs'
-predictions are compared: they must be equal. ``--quick``: 2 folds, 1 epoch.
+returning the result), = (wall x workers - time inside the tasks) / units. The Ray run's
+predictions are compared with the one-thread local run's (the same arithmetic: they must
+be equal). ``--quick``: 2 folds, 1 epoch.
 
 Writes ``benchmarks/results/grid_<host>_py<ver>.json`` and prints a markdown table.
 """
@@ -83,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grid: {units} LEARNet units ({len(caches)} datasets x {len(CONFIGS)} "
               f"settings x {folds} folds, {epochs} epochs)", file=sys.stderr)
 
+        threads = __import__("torch").get_num_threads()
         local_s = run_grid(caches, base / "local", LocalExecutor(progress=False), folds, epochs)
-        print(f"local: {local_s:.1f} s", file=sys.stderr)
+        print(f"local ({threads} threads): {local_s:.1f} s", file=sys.stderr)
+        one_s = run_grid(caches, base / "local1", LocalExecutor(progress=False, threads=1),
+                         folds, epochs)
+        print(f"local (1 thread): {one_s:.1f} s", file=sys.stderr)
 
         t0 = time.perf_counter()
         ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             ray.shutdown()
         print(f"ray: {ray_s:.1f} s (+ {ray_start_s:.1f} s to start Ray)", file=sys.stderr)
 
-        same = predictions(base / "local").equals(predictions(base / "ray"))
+        same = predictions(base / "local1").equals(predictions(base / "ray"))
         inside = sum(s["images"] + s["unit"] for s in executor.task_seconds)
         images = sum(s["images"] for s in executor.task_seconds)
         overhead = (ray_s * args.workers - inside) / units
@@ -114,25 +120,29 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "machine": info, "units": units, "epochs": epochs, "folds": folds,
         "ray_workers": args.workers, "ray_version": ray.__version__,
-        "local_seconds": local_s, "ray_seconds": ray_s,
-        "local_units_per_min": 60 * units / local_s, "ray_units_per_min": 60 * units / ray_s,
-        "ratio": local_s / ray_s, "target_ratio": 1.7,
+        "local_threads": threads, "local_seconds": local_s, "local_1thread_seconds": one_s,
+        "ray_seconds": ray_s, "local_units_per_min": 60 * units / local_s,
+        "local_1thread_units_per_min": 60 * units / one_s,
+        "ray_units_per_min": 60 * units / ray_s, "ratio": local_s / ray_s,
+        "ratio_vs_1thread": one_s / ray_s, "target_ratio": 1.7,
         "ray_start_seconds": ray_start_s, "plan_put_seconds": put_s,
         "ray_images_seconds_total": images,
         "ray_overhead_seconds_per_unit": overhead,
-        "predictions_equal": bool(same),
+        "predictions_equal_to_1thread_local": bool(same),
     }
     write_results(results_path("grid", info, quick=args.quick), result)
     print("\n| executor | wall (s) | units/min | vs local |")
     print("|---|---:|---:|---:|")
-    print(f"| local (1 process, torch threads {__import__('torch').get_num_threads()}) | "
+    print(f"| local (1 process, torch threads {threads}) | "
           f"{local_s:.1f} | {result['local_units_per_min']:.1f} | 1.00x |")
+    print(f"| local (1 process, 1 thread) | {one_s:.1f} | "
+          f"{result['local_1thread_units_per_min']:.1f} | {local_s / one_s:.2f}x |")
     print(f"| ray ({args.workers} x 1-thread workers) | {ray_s:.1f} | "
           f"{result['ray_units_per_min']:.1f} | {result['ratio']:.2f}x |")
     print(f"\nRay: start {ray_start_s:.1f} s; plan into the object store {put_s * 1000:.0f} ms "
           f"per dataset; overhead {overhead:.2f} s per unit (scheduling, fetching the plan, "
           f"returning the result); preparing images in the workers {images:.1f} s in all; "
-          f"predictions equal to local: {same}")
+          f"predictions equal to the 1-thread local run's: {same}")
     shutil.rmtree(base, ignore_errors=True)
     return 0
 
