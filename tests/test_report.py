@@ -145,7 +145,7 @@ def test_per_dataset_columns(tmp_path):
     assert rep.table.iloc[2]["uf1_mean"] == whole["uf1_mean"]
     wide = pd.read_csv(run / "report" / "table.csv")
     assert {"casme2.uar_mean", "samm.uar_mean", "all.pooled_uar"} <= set(wide.columns)
-    assert "SAMM Acc" in rep.markdown and "all UAR" in rep.markdown
+    assert "SAMM Acc" in rep.markdown and "Composite UAR" in rep.markdown
 
 
 def test_runs_combine_and_apex_is_tagged(tmp_path):
