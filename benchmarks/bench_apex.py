@@ -30,7 +30,6 @@ import numpy as np
 from _common import machine_base, results_path, write_results
 
 from mer_di.data_manifest.synth.faces import random_look
-from mer_di.data_manifest.synth.plan import plan_clips
 from mer_di.data_manifest.synth.registry import SPECS
 from mer_di.data_manifest.synth.render import render_clip
 from mer_di.pipeline.apex import METHODS, spot_apex
@@ -49,7 +48,7 @@ def clips_of(dataset: str, n: int, noise: float, seed: int = 0):
     """``(frames onset..offset, true apex index)`` of ``n`` generated clips."""
     spec = SPECS[dataset]
     # planning is cheap (rendering is not): plan plenty, render n
-    plan = plan_clips(spec, max(2, n // 2), 1, spec.length, np.random.default_rng([seed, 1]))
+    plan = spec.plan(max(2, n // 2), 1, spec.length, np.random.default_rng([seed, 1]))
     plan = [c for c in plan if c.onset < c.apex < c.offset][:n]
     size = _frame_size(spec)
     out = []
