@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "ray_overhead_seconds_per_unit": overhead,
         "predictions_equal_to_1thread_local": bool(same),
     }
-    write_results(results_path("grid", info, quick=args.quick), result)
+    write_results(results_path("grid", info, tag=f"{epochs}epochs", quick=args.quick), result)
     print("\n| executor | wall (s) | units/min | vs local |")
     print("|---|---:|---:|---:|")
     print(f"| local (1 process, torch threads {threads}) | "

@@ -81,6 +81,16 @@ def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, use_gpu: b
             "seconds": {"images": ready - start, "unit": time.perf_counter() - ready}}
 
 
+def _cost(plan: Plan, unit: Unit) -> float:
+    """A unit's relative training cost: its samples per epoch (a dual-phase setting trains
+    on three images a clip; a final unit on every clip)."""
+    from mer_di.training.configs import get_config
+
+    clips = len(plan.clips) if unit.fold is None else len(plan.clips) - len(
+        plan.folds[unit.seed][unit.fold])
+    return clips * (3 if get_config(unit.config).dual else 1)
+
+
 class RayExecutor:
     """Every unit a Ray task of ``unit_cpus`` CPUs (its torch threads) and ``unit_gpus``
     GPUs (fractions share a GPU; None: 1 when the cluster has GPUs, else 0), on the cluster
@@ -135,8 +145,10 @@ class RayExecutor:
         plan_ref = ray.put(plan)  # once: every worker reads the images from the store
         token = uuid.uuid4().hex
         threads = max(1, int(self.unit_cpus))
+        # longest first, so that no long unit starts last while the other workers idle
+        order = sorted(todo, key=lambda u: -_cost(plan, u))
         pending = {task.remote(plan_ref, unit, str(units_dir), threads, self.unit_gpus > 0,
-                               token): unit for unit in todo}
+                               token): unit for unit in order}
         bar = None
         if self.progress:
             from mer_di._progress import progress_bar
