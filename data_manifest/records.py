@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mer_di._paths import check_writable, make_folder
+from mer_di._paths import write_table
 
 PROBLEM_SEPARATOR = "; "
 
@@ -83,15 +82,7 @@ def write_manifest(rows: list[ManifestRow], path: str | Path) -> None:
     The file is written beside its final name and renamed into place, so a reader never
     sees half a manifest.
     """
-    if str(path) == "-":
-        _write_rows(rows, sys.stdout)
-        return
-    path = check_writable(path)
-    make_folder(path.parent)
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        _write_rows(rows, fh)
-    tmp.replace(path)
+    write_table(path, lambda fh: _write_rows(rows, fh))
 
 
 def _write_rows(rows: list[ManifestRow], fh) -> None:

@@ -5,7 +5,10 @@ work, or leaving folders behind."""
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from mer_di.errors import OutputError
 
@@ -32,6 +35,21 @@ def check_writable(path: str | Path, option: str = "--out", folder: bool = False
     if not os.access(target, os.W_OK | os.X_OK):
         raise OutputError(f"{option} {path}: {target} is not writable")
     return path
+
+
+def write_table(out: str | Path, write: Callable[[IO[str]], None], option: str = "--out"
+                ) -> None:
+    """Run ``write(fh)`` into ``out``: standard output for ``-``; otherwise a file written
+    beside its final name and renamed into place, so a reader never sees half of it."""
+    if str(out) == "-":
+        write(sys.stdout)
+        return
+    path = check_writable(out, option)
+    make_folder(path.parent, option)
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        write(fh)
+    tmp.replace(path)
 
 
 def make_folder(path: Path, option: str = "--out") -> None:

@@ -4,11 +4,10 @@ user can compare (and decide whether to trust the spotter on their data)."""
 from __future__ import annotations
 
 import csv
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mer_di._paths import check_writable, make_folder
+from mer_di._paths import write_table
 from mer_di.data_manifest import build_manifest
 from mer_di.errors import CacheError
 from mer_di.options import CROPS, check
@@ -72,15 +71,7 @@ def spot_clips(dataset: str, root: str | Path, sheet: str | Path | None = None,
 
 def write_spotted(records: list[dict[str, object]], out: str | Path) -> None:
     """The records as CSV at ``out`` (``-``: standard output), written whole or not at all."""
-    if str(out) == "-":
-        _write(records, sys.stdout)
-        return
-    path = check_writable(out)
-    make_folder(path.parent)
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        _write(records, fh)
-    tmp.replace(path)
+    write_table(out, lambda fh: _write(records, fh))
 
 
 def _write(records, fh) -> None:
