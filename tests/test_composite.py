@@ -164,3 +164,22 @@ def test_clip_list_with_a_header_and_zero_padded_names(caches, tmp_path):
         read_clip_list(_write_list(tmp_path / "twice.csv", padded[:1] * 2))
     with pytest.raises(DataError, match="line 1: 'casme2,sub01' does not name"):
         read_clip_list(_write_list(tmp_path / "short.csv", ["casme2,sub01"]))
+
+
+def test_casme3_builds_and_trains_with_its_own_class_set(tmp_path):
+    """CAS(ME)^3 end to end: clips named <Filename>_<Onset> as cache keys, trained under
+    its default class set (four)."""
+    root = generate_dataset("casme3", tmp_path / "casme3", subjects=3, seed=5, **SMALL).root
+    cache = build_cache("casme3", root, tmp_path / "c3.h5", options=BuildOptions(size=32)).cache
+    with open_cache(cache) as c:
+        clips = list(c)
+    assert clips and all("_" in clip.clip for clip in clips)
+    out = tmp_path / "run"
+    code, output = _cv("--cache", str(cache), "--protocol", "subject-kfold", "--folds", "3",
+                       "--out", str(out))
+    assert code == 0, output
+    config = json.loads((out / "config.json").read_text())
+    assert config["spec"]["classes"] == "four"
+    assert config["classes"] == ["negative", "positive", "surprise", "others"]
+    preds = pd.read_csv(out / "predictions.csv", dtype={"subject": str, "clip": str})
+    assert set(preds["clip"]) <= {clip.clip for clip in clips}
