@@ -17,6 +17,10 @@ from __future__ import annotations
 from mer_di.errors import ManifestError
 from mer_di.options import CLASS_SET_NAMES, check
 
+_CASME3_FOUR = {"disgust": "negative", "fear": "negative", "anger": "negative",
+                "sad": "negative", "happy": "positive", "surprise": "surprise",
+                "others": "others"}
+
 # dataset -> class set -> {normalised sheet emotion: class name}, in class-index order.
 CLASS_SETS: dict[str, dict[str, dict[str, str]]] = {
     "casme2": {
@@ -60,23 +64,9 @@ CLASS_SETS: dict[str, dict[str, dict[str, str]]] = {
     "casme3": {
         "all": {e: e for e in ("disgust", "surprise", "others", "fear", "anger", "sad",
                                "happy")},
-        "four": {
-            "disgust": "negative",
-            "fear": "negative",
-            "anger": "negative",
-            "sad": "negative",
-            "happy": "positive",
-            "surprise": "surprise",
-            "others": "others",
-        },
-        "megc": {
-            "disgust": "negative",
-            "fear": "negative",
-            "anger": "negative",
-            "sad": "negative",
-            "happy": "positive",
-            "surprise": "surprise",
-        },
+        "four": _CASME3_FOUR,
+        # megc: the four classes less others
+        "megc": {e: c for e, c in _CASME3_FOUR.items() if c != "others"},
     },
 }
 

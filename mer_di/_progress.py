@@ -58,9 +58,6 @@ class PlainProgress:
     def set_postfix(self, refresh: bool = False, **values) -> None:
         self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
 
-    def set_postfix_str(self, text: str, refresh: bool = False) -> None:
-        self.postfix = text
-
     def close(self) -> None:
         if not self.closed:
             self.closed = True

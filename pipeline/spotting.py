@@ -58,12 +58,10 @@ def spot_clips(dataset: str, root: str | Path, sheet: str | Path | None = None,
             finally:
                 if bar:
                     bar.update()
-            frames = clip.frames
-            index = spot_apex(frames) if len(frames) >= 3 else len(frames) // 2
-            rec["spotted_apex"] = row.onset + index
+            rec["spotted_apex"] = row.onset + spot_apex(clip.frames)  # middle below 3 frames
             if sheet_ok:
                 rec["difference"] = rec["spotted_apex"] - row.apex
-                rec["difference_fraction"] = round(rec["difference"] / len(frames), 4)
+                rec["difference_fraction"] = round(rec["difference"] / len(clip.frames), 4)
     if bar:
         bar.close()
     return records

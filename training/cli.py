@@ -48,6 +48,30 @@ def _weights(values: tuple[str, ...], models: tuple[str, ...]) -> dict[str, str]
     return out
 
 
+def executor_options(command):
+    """``--executor``, ``--ray-address``, ``--unit-cpus``, ``--unit-gpus``: where a
+    command's units run (:func:`make_executor`), the same on every command that runs
+    units."""
+    for option in reversed((
+        click.option("--executor", type=click.Choice(("local", "ray")), default="local",
+                     show_default=True, help="local: the units one after another in this "
+                     "process; ray: every unit a Ray task, over this machine's or a "
+                     "cluster's CPUs and GPUs (pip install \"mer-di[ray]\")."),
+        click.option("--ray-address", help="With --executor ray: join the running Ray "
+                     "cluster at auto or HOST:PORT (default: start a Ray instance on this "
+                     "machine)."),
+        click.option("--unit-cpus", type=click.FloatRange(min=0, min_open=True),
+                     default=None, help="CPUs of each unit (its torch threads)  [default: 1 "
+                     "with --executor ray, torch's own with local]"),
+        click.option("--unit-gpus", type=click.FloatRange(min=0), default=None,
+                     help="With --executor ray: GPUs of each unit, fractions share one "
+                     "(0.25: four units per GPU)  [default: 1 when the cluster has GPUs, "
+                     "else 0]"),
+    )):
+        command = option(command)
+    return command
+
+
 @click.group(cls=CleanErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="mer-train")
 def main() -> None:
@@ -117,18 +141,7 @@ def main() -> None:
               help="Finish an interrupted run in --out: finished folds are kept.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="The run folder (runs/NAME).")
-@click.option("--executor", type=click.Choice(("local", "ray")), default="local",
-              show_default=True, help="local: the units one after another in this process; "
-              "ray: every unit a Ray task, over this machine's or a cluster's CPUs and GPUs "
-              "(pip install \"mer-di[ray]\").")
-@click.option("--ray-address", help="With --executor ray: join the running Ray cluster at "
-              "auto or HOST:PORT (default: start a Ray instance on this machine).")
-@click.option("--unit-cpus", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="CPUs of each unit (its torch threads)  [default: 1 with --executor ray, "
-              "torch's own with local]")
-@click.option("--unit-gpus", type=click.FloatRange(min=0), default=None,
-              help="With --executor ray: GPUs of each unit, fractions share one (0.25: four "
-              "units per GPU)  [default: 1 when the cluster has GPUs, else 0]")
+@executor_options
 @click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
 def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epochs,
        batch_size, lr,
@@ -215,13 +228,7 @@ def make_executor(kind: str, address: str | None, unit_cpus: float | None,
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="The folder: one run per dataset (OUT/<dataset>), the report in "
               "OUT/report. Run the same command again to finish an interrupted table.")
-@click.option("--executor", type=click.Choice(("local", "ray")), default="local",
-              show_default=True, help="Where the units run (see mer-train cv).")
-@click.option("--ray-address", help="With --executor ray: auto or HOST:PORT of a cluster.")
-@click.option("--unit-cpus", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="CPUs of each unit (its torch threads).")
-@click.option("--unit-gpus", type=click.FloatRange(min=0), default=None,
-              help="With --executor ray: GPUs of each unit (fractions share one).")
+@executor_options
 @click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
 def table1(caches, weights_dir, pretrained, allow_random_init, models, configs, folds, seeds,
            epochs, tiny, device, out, executor, ray_address, unit_cpus, unit_gpus,

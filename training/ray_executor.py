@@ -155,7 +155,6 @@ class RayExecutor:
 
             bar = progress_bar(len(todo), "units", "unit")
         failed: list[str] = []
-        start = time.monotonic()
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
@@ -187,4 +186,3 @@ class RayExecutor:
         if failed:
             raise RunError(f"{len(failed)} of {len(todo)} units failed on Ray (the others are "
                            f"written; --resume runs the rest): " + "; ".join(failed[:5]))
-        self.seconds = time.monotonic() - start
