@@ -8,6 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -18,31 +20,97 @@ import mer_di
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _copy_of_checkout(dest: Path) -> Path:
+    """The checkout's files (no .git, .venv or build output) in ``dest``."""
+    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
+        ".ruff_cache", "demo_out", "*.h5"))
+    return dest
+
+
+# every warning an error: a deprecation of setuptools' (the licence as a TOML table, say)
+# fails the build here long before the day setuptools stops reading it
+_BUILD = ("import sys; sys.path.insert(0, 'scripts'); import build_backend as b; "
+          "print(b.build_{kind}(sys.argv[1]))")
+
+
+def _build(kind: str, source: Path, out: Path) -> Path:
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", _BUILD.format(kind=kind),
+                           str(out)], cwd=source, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr, proc.stderr[-3000:]
+    return out / proc.stdout.split()[-1]
+
+
+@pytest.mark.slow
+def test_sdist_and_wheel_build_without_warnings_and_the_wheel_runs_alone(tmp_path):
+    """The sdist, then the wheel built from the unpacked sdist (as pip does from an index),
+    both with warnings as errors; the wheel installed (without its dependencies, which the
+    running environment has) into a folder of its own runs synth, build-cache and cv from a
+    folder that is not the checkout, with the checkout's editable install out of sight: a
+    file only the checkout has shows up."""
+    source = _copy_of_checkout(tmp_path / "src")
+    sdist = _build("sdist", source, tmp_path / "dist")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    unpacked = next((tmp_path / "unpacked").iterdir())
+    assert (unpacked / "LICENSE").is_file()
+    wheel = _build("wheel", unpacked, tmp_path / "dist")
+    # the wheel's metadata: the SPDX licence and its file
+    meta = zipfile.ZipFile(wheel).read(f"{wheel.name.split('-py')[0]}.dist-info/METADATA")
+    assert b"License-Expression: MIT" in meta and b"License-File: LICENSE" in meta
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                    "--target", str(site), str(wheel)], check=True, cwd=tmp_path)
+    # -S: no .pth files, so the checkout's editable finder can't supply a module the wheel
+    # lacks; the dependencies come from this environment's site-packages, after the wheel
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(site), sysconfig.get_paths()["purelib"]])}
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def run(command: str, *args: str) -> str:
+        proc = subprocess.run([sys.executable, "-S", str(site / "bin" / command), *args],
+                              cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    assert run("mer-prep", "--version").strip().endswith(mer_di.__version__)
+    run("mer-prep", "synth", "--dataset", "casme2", "--out", "casme2", "--subjects", "3",
+        "--clips-per-class", "1", "--frame-size", "48x48", "--seed", "0", "--quiet")
+    run("mer-prep", "build-cache", "--dataset", "casme2", "--root", "casme2", "--out",
+        "c.h5", "--size", "32", "--quiet")
+    run("mer-train", "cv", "--cache", "c.h5", "--model", "learnet", "--tiny", "--epochs",
+        "1", "--config", "baseline", "--protocol", "subject-kfold", "--folds", "3",
+        "--no-checkpoints", "--quiet", "--out", "run")
+    assert (work / "run" / "summary.csv").is_file()
+    # and every module those commands imported came from the wheel's folder
+    code = ("import sys, mer_di.pipeline.cli, mer_di.training.cli, mer_di.training.runner; "
+            "bad = [m.__file__ for n, m in list(sys.modules.items()) if n.startswith('mer_di')"
+            " and not (m.__file__ or '').startswith(sys.argv[1])]; "
+            "sys.exit(str(bad) if bad else 0)")
+    proc = subprocess.run([sys.executable, "-S", "-c", code, str(site)], cwd=work, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
+    assert tops == {"mer_di"}
+
+
 @pytest.mark.slow
 def test_the_wheel_installs_only_mer_di(tmp_path):
     # built from a copy: setuptools leaves build/ in the source tree, and a stale build/
     # would put deleted modules into the next wheel
-    source = tmp_path / "src"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-        ".ruff_cache", "demo_out"))
+    source = _copy_of_checkout(tmp_path / "src")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(tmp_path), str(source)], check=True, cwd=tmp_path)
     # nothing is left in the folder built from (setuptools would leave build/, egg-info)
     assert not (source / "build").exists() and not list(source.glob("*.egg-info"))
     wheel = next(tmp_path.glob("mer_di-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
-    assert tops == {"mer_di"}
     for module in ("mer_di/pipeline/store.py", "mer_di/training/cli.py",
                    "mer_di/data_manifest/synth/generate.py", "mer_di/training/models/dianet.py"):
         assert module in names
-    # the unpacked wheel imports on its own, from a folder that is not the checkout
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import mer_di.training.cli as c; "
-            "assert c.__file__.startswith(sys.argv[1]), c.__file__")
-    subprocess.run([sys.executable, "-c", code, str(site)], check=True, cwd=tmp_path)
 
 
 def test_torch_is_a_range_and_our_pair_a_constraint():
