@@ -45,12 +45,14 @@ def _build(kind: str, source: Path, out: Path) -> Path:
 @pytest.mark.slow
 def test_sdist_and_wheel_build_without_warnings_and_the_wheel_runs_alone(tmp_path):
     """The sdist, then the wheel built from the unpacked sdist (as pip does from an index),
-    both with warnings as errors; the wheel installed (without its dependencies, which the
-    running environment has) into a folder of its own runs synth, build-cache and cv from a
-    folder that is not the checkout, with the checkout's editable install out of sight: a
-    file only the checkout has shows up."""
+    and the editable wheel, all with warnings as errors; the wheel installed (without its
+    dependencies, which the running environment has) into a folder of its own runs synth,
+    build-cache and cv from a folder that is not the checkout, with the checkout's editable
+    install out of sight: a file only the checkout has shows up."""
     source = _copy_of_checkout(tmp_path / "src")
     sdist = _build("sdist", source, tmp_path / "dist")
+    # what `pip install -e .` (scripts/venv.sh) builds: no setuptools note either
+    assert _build("editable", source, tmp_path / "editable").name.endswith(".whl")
     with tarfile.open(sdist) as tar:
         tar.extractall(tmp_path / "unpacked", filter="data")
     unpacked = next((tmp_path / "unpacked").iterdir())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -33,6 +34,72 @@ def test_demo_with_an_out_dir_installs_the_project_not_a_bogus_extra(tmp_path):
     assert installs[-1].endswith(" -e ."), installs
     assert "[" not in installs[-1], installs
     assert out.is_dir()
+
+
+def _venv_sh(project: Path, venv: Path, log: Path, extras: str = "test",
+             fail: bool = False) -> subprocess.CompletedProcess:
+    """``source scripts/venv.sh EXTRAS`` in ``project`` (a copy of pyproject.toml and
+    scripts/), with a stand-in ``python3 -m venv`` that makes a venv whose python logs its
+    arguments (and fails any pip install when ``fail``)."""
+    bin_dir = project / "stand-ins"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        python = (f'echo "$@" >> {log}\n'
+                  'case "$*" in *"pip install"*) [ -z "$FAIL" ] || exit 1;; esac\n')
+        (bin_dir / "python3").write_text(
+            f'#!/bin/sh\necho "python3 $*" >> {log}\n[ "$1 $2" = "-m venv" ] || exit 9\n'
+            f'mkdir -p "$3/bin"\nprintf \'#!/bin/sh\\n%s\' \'{python}\' > "$3/bin/python"\n'
+            'chmod +x "$3/bin/python"\n')
+        (bin_dir / "python3").chmod(0o755)
+    env = {**os.environ, "VENV": str(venv), "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "FAIL": "1" if fail else ""}
+    return subprocess.run(["bash", "-c", f'set -eu; source scripts/venv.sh "{extras}"; '
+                           'echo "reached the tests with $(command -v python)"'],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_venv_sh_says_what_the_first_run_does_and_later_runs_install_nothing(tmp_path):
+    """The first run says it sets up the venv and installs PyTorch; a second one, with
+    nothing changed, runs no pip at all (no network, starts at once); a changed
+    pyproject.toml, other extras or a failed install are installed again."""
+    project, venv, log = tmp_path / "project", tmp_path / "venv", tmp_path / "calls.txt"
+    (project / "scripts").mkdir(parents=True)
+    for name in ("pyproject.toml", "scripts/venv.sh", "scripts/constraints.txt"):
+        shutil.copy(REPO / name, project / name)
+
+    def calls() -> list[str]:
+        lines = log.read_text().splitlines() if log.exists() else []
+        log.write_text("")
+        return lines
+
+    first = _venv_sh(project, venv, log)
+    assert first.returncode == 0, first.stderr
+    assert "setting up" in first.stdout and "PyTorch" in first.stdout
+    assert f"reached the tests with {venv}/bin/python" in first.stdout
+    made = calls()
+    assert made[0] == f"python3 -m venv {venv}"
+    assert "-m pip install --quiet --upgrade pip" in made
+    assert made[-1] == "-m pip install --quiet -c scripts/constraints.txt -e .[test]"
+
+    again = _venv_sh(project, venv, log)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [f"reached the tests with {venv}/bin/python"]
+    assert not [c for c in calls() if "pip" in c]  # only the cheap import check
+
+    plain = _venv_sh(project, venv, log, extras="")  # the demo's install
+    assert "updating" in plain.stdout and calls()[-1].endswith(" -e .")
+    assert not [c for c in (_venv_sh(project, venv, log), calls())[1] if "pip" in c]
+
+    with open(project / "pyproject.toml", "a") as f:
+        f.write("\n# a changed dependency\n")
+    failed = _venv_sh(project, venv, log, fail=True)
+    assert failed.returncode != 0 and "reached the tests" not in failed.stdout
+    assert "failed" in failed.stderr
+    calls()
+    retried = _venv_sh(project, venv, log)  # the failure left no stamp: installed again
+    assert retried.returncode == 0 and "updating" in retried.stdout
+    assert calls()[-1].endswith("-e .[test]")
+    assert not [c for c in (_venv_sh(project, venv, log), calls())[1] if "pip" in c]
 
 
 def test_slurm_script_starts_a_head_and_workers_then_the_command(tmp_path):
