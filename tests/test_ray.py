@@ -1,6 +1,9 @@
 """``mer-train cv --executor ray`` (issue 13.1): a grid on Ray equals the local grid
 prediction for prediction, a worker killed mid-unit is retried and the run still equals
-the local one, ``--resume`` works across executors, and the clear refusals."""
+the local one, ``--resume`` works across executors, and the clear refusals. Issue 17.5 (on
+the CPU, torch.cuda and Ray faked): workers reused on purpose, a fractional-GPU worker
+bounded by its fraction, its cache freed after each unit, the run's determinism mode set
+in the worker, and where each unit ran reported to the driver."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -147,4 +151,173 @@ def test_a_worker_that_cannot_write_the_run_folder_says_so(tmp_path):
     from mer_di.training.ray_executor import mer_di_unit
 
     with pytest.raises(RunError, match="must be on a filesystem every node sees"):
-        mer_di_unit(None, None, str(tmp_path / "not-there"), 1, False, "t")
+        mer_di_unit(None, None, str(tmp_path / "not-there"), 1, 0, "t")
+
+
+# -- issue 17.5: worker reuse, GPU memory, determinism and where a unit ran (on the CPU) --
+
+def _fake_worker(monkeypatch, cuda: bool, fail: bool = False) -> dict[str, list]:
+    """mer_di_unit's collaborators replaced: a fake plan and unit trainer, and torch.cuda
+    as a GPU machine's (``cuda``); returns the calls made."""
+    import torch
+
+    from mer_di.training import ray_executor, samples, trainer
+
+    calls: dict[str, list] = {"fraction": [], "empty_cache": [], "determinism": [],
+                              "bank": []}
+
+    def run_unit(plan, unit, bank):
+        if fail:
+            raise RuntimeError("CUDA out of memory")
+        return SimpleNamespace(scores={"uf1": 0.5})
+
+    monkeypatch.setattr(trainer, "run_unit", run_unit)
+    monkeypatch.setattr(trainer, "write_unit", lambda folder, result: None)
+    monkeypatch.setattr(samples, "ImageBank", lambda *a: calls["bank"].append(a[-1]))
+    monkeypatch.setattr(ray_executor, "_BANK", {})
+    monkeypatch.setattr(ray_executor, "apply_determinism",
+                        lambda mode, device: calls["determinism"].append((mode, device)))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
+                        lambda fraction, device=None: calls["fraction"].append(
+                            (fraction, device)))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls["empty_cache"].append(1))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    return calls
+
+
+def _fake_plan(determinism: str = "fast") -> SimpleNamespace:
+    cfg = SimpleNamespace(input_size=8, mean=(0.5,) * 3, std=(0.5,) * 3)
+    return SimpleNamespace(spec=SimpleNamespace(determinism=determinism), cfgs={"m": cfg},
+                           clips=None)
+
+
+def test_a_fractional_gpu_worker_is_bounded_by_its_fraction_and_frees_its_cache(
+        monkeypatch, tmp_path):
+    import socket
+
+    import torch
+
+    from mer_di.training.ray_executor import mer_di_unit
+
+    calls = _fake_worker(monkeypatch, cuda=True)
+    unit = SimpleNamespace(model="m", name="m__baseline__seed0__fold00")
+    result = mer_di_unit(_fake_plan("fast"), unit, str(tmp_path), 1, 0.5, "t")
+    cuda0 = torch.device("cuda", 0)
+    assert calls["fraction"] == [(0.5, cuda0)]  # the unit's share of the GPU's memory
+    assert calls["determinism"] == [("fast", cuda0)]  # the run's mode, in the worker
+    assert calls["bank"] == [cuda0] and calls["empty_cache"] == [1]
+    assert result["where"] == {"host": socket.gethostname(), "device": "cuda:0",
+                               "gpu_name": "Fake GPU", "gpu_ids": "3"}
+    assert result["scores"] == {"uf1": 0.5} and result["started"] <= result["ended"]
+    # a whole GPU is not bounded; the cache is freed after every unit, a failed one too
+    mer_di_unit(_fake_plan(), unit, str(tmp_path), 1, 1.0, "t")
+    assert calls["fraction"] == [(0.5, cuda0)] and calls["empty_cache"] == [1, 1]
+    calls = _fake_worker(monkeypatch, cuda=True, fail=True)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        mer_di_unit(_fake_plan(), unit, str(tmp_path), 1, 0.5, "t")
+    assert calls["empty_cache"] == [1]
+
+
+def test_a_cpu_worker_reports_the_cpu_and_leaves_cuda_alone(monkeypatch, tmp_path):
+    import socket
+
+    import torch
+
+    from mer_di.training.ray_executor import mer_di_unit
+
+    calls = _fake_worker(monkeypatch, cuda=True)  # a GPU on the node, but none given
+    unit = SimpleNamespace(model="m", name="u")
+    plan = _fake_plan()
+    del plan.spec.determinism  # a spec from before the determinism field: reproducible
+    result = mer_di_unit(plan, unit, str(tmp_path), 1, 0, "t")
+    assert result["where"] == {"host": socket.gethostname(), "device": "cpu"}
+    assert calls["determinism"] == [("reproducible", torch.device("cpu"))]
+    assert calls["fraction"] == calls["empty_cache"] == []
+
+
+class _Ref:
+    def __init__(self, value: dict):
+        self.value = value
+
+
+class _FakeRay:
+    """Just enough of ``ray`` for RayExecutor's driver: tasks 'run' when submitted, as
+    the worker would report them."""
+
+    class exceptions:
+        RayError = type("RayError", (Exception,), {})
+        RayTaskError = type("RayTaskError", (RayError,), {})
+
+    def __init__(self, gpus: float):
+        self.resources = {"CPU": 4.0, "GPU": gpus}
+        self.decorated: dict = {}
+        self.options: dict = {}
+        self.calls: list[tuple] = []
+
+    def cluster_resources(self):
+        return self.resources
+
+    def remote(self, **decoration):
+        self.decorated = decoration
+
+        def wrap(fn):
+            outer = self
+
+            class Task:
+                def options(self, **options):
+                    outer.options = options
+                    return self
+
+                def remote(self, plan, unit, units_dir, threads, gpus, token):
+                    outer.calls.append((unit.name, gpus))
+                    t = float(len(outer.calls))
+                    return _Ref({
+                        "scores": {}, "seconds": {"images": 0.0, "unit": 1.0},
+                        "where": {"host": "node1", "device": "cuda:0", "gpu_name": "H200",
+                                  "gpu_ids": "0"},
+                        "started": t // 2, "ended": t // 2 + 0.9})  # two at a time
+
+            return Task()
+
+        return wrap
+
+    def put(self, value):
+        return value
+
+    def wait(self, refs, num_returns, timeout):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        return ref.value
+
+    def cancel(self, ref, force):
+        pass
+
+
+def test_the_driver_reuses_workers_on_purpose_and_says_where_units_ran(tmp_path):
+    from mer_di.training.ray_executor import WORKER_MAX_CALLS, RayExecutor
+    from mer_di.training.units import Unit
+
+    ray = _FakeRay(gpus=1.0)
+    units = [Unit("learnet", "baseline", 0, f) for f in range(4)]
+    plan = SimpleNamespace(clips=[0] * 10, folds={0: {f: [f] for f in range(4)}},
+                           spec=SimpleNamespace(determinism="reproducible"))
+    executor = RayExecutor(unit_gpus=0.5, progress=False)
+    executor._run(ray, plan, units, tmp_path)
+    assert WORKER_MAX_CALLS == 0 and ray.decorated == {"max_calls": WORKER_MAX_CALLS}
+    assert ray.options["num_gpus"] == 0.5 and ray.options["max_retries"] >= 1
+    # reproducible on GPUs: the workers start with cuBLAS's deterministic workspace
+    assert ray.options["runtime_env"]["env_vars"]["CUBLAS_WORKSPACE_CONFIG"]
+    assert {gpus for _, gpus in ray.calls} == {0.5}  # each task knows its share
+    assert sorted(executor.where) == sorted(u.name for u in units)
+    assert executor.placement() == "node1 cuda:0 (H200, GPU 0): 4 units"
+    assert executor.most_at_once() == 2
+    # fast mode, or the CPU: no environment of their own
+    plan.spec.determinism = "fast"
+    assert "runtime_env" not in RayExecutor(unit_gpus=0.5).task_options(plan)
+    assert "runtime_env" not in RayExecutor(unit_gpus=0.0).task_options(_fake_plan(
+        "reproducible"))

@@ -11,28 +11,50 @@ configuration, seed, fold), spread over every CPU and GPU of a machine or a Ray 
 - A task whose worker dies (killed, out of memory, a node lost) is retried by Ray
   (:data:`RETRIES` times); a unit is seeded from (seed, fold) alone, so a retried unit
   gives what it would have given the first time, and the finished run equals a local one.
+- Workers are reused on purpose (:data:`WORKER_MAX_CALLS`): a GPU worker keeps running
+  units, so it keeps its prepared images and its CUDA context. What it must not keep is
+  the memory of the unit before: after every unit it returns its cached GPU memory to the
+  driver (``torch.cuda.empty_cache``), and a worker given a fraction of a GPU
+  (``--unit-gpus 0.5``) is bounded to that fraction of the GPU's memory
+  (``torch.cuda.set_per_process_memory_fraction``), so that units sharing a GPU cannot
+  starve each other. Each worker sets the run's determinism mode
+  (:func:`mer_di.training.determinism.apply_determinism`) before it touches the GPU, and
+  reports where the unit ran (host, device, GPU); the driver keeps that per unit
+  (:attr:`RayExecutor.where`, :meth:`RayExecutor.placement`).
 - Ray is an optional extra (``pip install "mer-di[ray]"``); without it, asking for this
   executor stops with that command.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import torch
 
 from mer_di.errors import MerError, RunError
+from mer_di.training.determinism import CUBLAS_WORKSPACE, apply_determinism
 from mer_di.training.plan import Plan
 from mer_di.training.units import Unit
 
 RAY_INSTALL = 'pip install "mer-di[ray]"  (or: pip install "ray>=2.9")'
 RETRIES = 3  # a unit whose worker dies is run again this many times before the run fails
 TASK_NAME = "mer_di_unit"  # the worker's process title while it runs a unit ("ray::...")
+# How many units a worker process runs before Ray replaces it; 0: no limit. Ray's own
+# default (2.x) is no limit for a task whose GPUs come through ``.options()``, as ours do,
+# but 1 (a new process per unit) for one declared ``@ray.remote(num_gpus=...)``, and
+# ``max_calls`` cannot be set through ``.options()``; so it is set here, at the decoration,
+# whatever Ray's default. No limit, because a new process per unit would read the plan
+# from the object store, create a CUDA context and prepare the model's images again for
+# every unit (seconds each at 224 px); the memory a unit leaves behind is returned after
+# it instead (see the module's notes).
+WORKER_MAX_CALLS = 0
 
 
 def import_ray():
@@ -49,11 +71,35 @@ def import_ray():
 _BANK: dict[str, object] = {}
 
 
-def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, use_gpu: bool,
+def _worker_device(gpus: float) -> torch.device:
+    """The device a worker trains on: its first visible GPU (Ray sets
+    ``CUDA_VISIBLE_DEVICES`` to the GPUs it gave the task) when the task was given GPUs
+    and CUDA is there, else the CPU."""
+    if gpus > 0 and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _where(device: torch.device) -> dict[str, object]:
+    """Where a unit ran: ``host``, ``device`` (``cpu``, ``cuda:0``), and on a GPU its name
+    and ``gpu_ids``: the host's GPUs Ray gave the task (its ``CUDA_VISIBLE_DEVICES``,
+    e.g. ``'3'``; '' where unset)."""
+    where: dict[str, object] = {"host": socket.gethostname(), "device": str(device)}
+    if device.type == "cuda":
+        where["gpu_name"] = torch.cuda.get_device_name(device)
+        where["gpu_ids"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    return where
+
+
+def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, gpus: float,
                 token: str) -> dict:
-    """Train, test and write one unit in a Ray worker; returns its scores and where its
-    time went (``seconds``: ``images`` preparing the model's input, ``unit`` training,
-    testing and writing)."""
+    """Train, test and write one unit in a Ray worker given ``gpus`` GPUs (0: the CPU; a
+    fraction: that share of one GPU, its memory bounded to the same share).
+
+    Returns ``scores`` (the unit's), ``seconds`` (``images``: preparing the model's input,
+    ``unit``: training, testing and writing) and ``where`` (see :func:`_where`), with
+    ``started``/``ended`` (wall clock, seconds since the epoch) for the driver to see
+    which units overlapped."""
     from mer_di.training.samples import ImageBank
     from mer_di.training.trainer import run_unit, write_unit
 
@@ -62,8 +108,13 @@ def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, use_gpu: b
         raise RunError(f"a Ray worker on {socket.gethostname()} cannot write the run folder "
                        f"{folder}: with --executor ray the run folder (--out) must be on a "
                        "filesystem every node sees and can write (NFS, Lustre, ...)")
+    started = time.time()
     torch.set_num_threads(max(1, threads))
-    device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+    device = _worker_device(gpus)
+    # before the first kernel: cuBLAS reads its workspace setting when it makes its handle
+    apply_determinism(getattr(plan.spec, "determinism", "reproducible"), device)
+    if device.type == "cuda" and gpus < 1:
+        torch.cuda.set_per_process_memory_fraction(gpus, device)
     start = time.perf_counter()
     cfg = plan.cfgs[unit.model]
     key = f"{token}:{cfg.input_size}:{cfg.mean}:{cfg.std}:{device}"
@@ -71,14 +122,19 @@ def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, use_gpu: b
         _BANK.clear()  # one model input's images at a time, as a local run keeps them
         _BANK.update(key=key, bank=ImageBank(plan.clips, cfg.input_size, cfg.mean, cfg.std,
                                              device))
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
     ready = time.perf_counter()
-    result = run_unit(plan, unit, _BANK["bank"])
-    write_unit(folder, result)
-    return {"scores": dict(result.scores),
-            "seconds": {"images": ready - start, "unit": time.perf_counter() - ready}}
+    try:
+        result = run_unit(plan, unit, _BANK["bank"])
+        write_unit(folder, result)
+        scores = dict(result.scores)
+        del result  # the model and its checkpoint: freed before the cache is emptied
+    finally:
+        if device.type == "cuda":  # the unit's activations, gradients, optimiser state
+            gc.collect()
+            torch.cuda.empty_cache()
+    return {"scores": scores,
+            "seconds": {"images": ready - start, "unit": time.perf_counter() - ready},
+            "where": _where(device), "started": started, "ended": time.time()}
 
 
 def _cost(plan: Plan, unit: Unit) -> float:
@@ -105,6 +161,44 @@ class RayExecutor:
         self.address, self.unit_cpus, self.unit_gpus = address, unit_cpus, unit_gpus
         self.progress = progress
         self.task_seconds: list[dict[str, float]] = []  # per finished unit, where time went
+        # per finished unit (by name): where it ran (host, device, GPU) and when (wall clock)
+        self.where: dict[str, dict[str, object]] = {}
+
+    def placement(self) -> str:
+        """Where the finished units ran, one clause per (host, device), e.g. ``'node1
+        cuda:0 (NVIDIA H200, GPU 3): 12 units; node2 cpu: 4 units'`` ('' before a run)."""
+        counts = Counter((w["host"], w["device"], w.get("gpu_name"), w.get("gpu_ids"))
+                         for w in self.where.values())
+        parts = []
+        for (host, device, gpu, ids), n in sorted(counts.items()):
+            detail = ", ".join(x for x in (gpu, f"GPU {ids}" if ids else None) if x)
+            parts.append(f"{host} {device}" + (f" ({detail})" if detail else "")
+                         + f": {n} unit{'s' if n != 1 else ''}")
+        return "; ".join(parts)
+
+    def most_at_once(self) -> int:
+        """The most finished units that were running at the same moment (from their wall
+        clock start and end; 2 with ``--unit-gpus 0.5`` on one GPU: two shared it)."""
+        edges = sorted([(w["started"], 1) for w in self.where.values()]
+                       + [(w["ended"], -1) for w in self.where.values()])
+        running = most = 0
+        for _, step in edges:  # at equal times an end (-1) sorts before a start
+            running += step
+            most = max(most, running)
+        return most
+
+    def task_options(self, plan: Plan) -> dict[str, object]:
+        """The Ray options of every unit task: its CPUs and GPUs, the retries; under
+        reproducible mode on GPUs, the cuBLAS workspace in the workers' environment (Ray
+        starts those workers with it, so it is there before any CUDA context)."""
+        options: dict[str, object] = {"name": TASK_NAME, "num_cpus": self.unit_cpus,
+                                      "num_gpus": self.unit_gpus, "max_retries": RETRIES,
+                                      "retry_exceptions": False}
+        if self.unit_gpus and getattr(plan.spec, "determinism",
+                                      "reproducible") == "reproducible":
+            options["runtime_env"] = {"env_vars": {"CUBLAS_WORKSPACE_CONFIG": os.environ.get(
+                "CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)}}
+        return options
 
     def _connect(self, ray) -> bool:
         """Join the cluster (or start a local instance); True when this call started it."""
@@ -139,15 +233,14 @@ class RayExecutor:
         slots = int(resources.get("CPU", 1) // self.unit_cpus)
         if self.unit_gpus:
             slots = min(slots, int(resources.get("GPU", 0) // self.unit_gpus))
-        task = ray.remote(mer_di_unit).options(
-            name=TASK_NAME, num_cpus=self.unit_cpus, num_gpus=self.unit_gpus,
-            max_retries=RETRIES, retry_exceptions=False)
+        task = ray.remote(max_calls=WORKER_MAX_CALLS)(mer_di_unit).options(
+            **self.task_options(plan))
         plan_ref = ray.put(plan)  # once: every worker reads the images from the store
         token = uuid.uuid4().hex
         threads = max(1, int(self.unit_cpus))
         # longest first, so that no long unit starts last while the other workers idle
         order = sorted(todo, key=lambda u: -_cost(plan, u))
-        pending = {task.remote(plan_ref, unit, str(units_dir), threads, self.unit_gpus > 0,
+        pending = {task.remote(plan_ref, unit, str(units_dir), threads, self.unit_gpus,
                                token): unit for unit in order}
         bar = None
         if self.progress:
@@ -161,7 +254,11 @@ class RayExecutor:
                 for ref in done:
                     unit = pending.pop(ref)
                     try:
-                        self.task_seconds.append(ray.get(ref)["seconds"])
+                        done_unit = ray.get(ref)
+                        self.task_seconds.append(done_unit["seconds"])
+                        self.where[unit.name] = {**done_unit["where"],
+                                                 "started": done_unit["started"],
+                                                 "ended": done_unit["ended"]}
                     except ray.exceptions.RayTaskError as exc:
                         cause = exc.cause if isinstance(exc.cause, BaseException) else exc
                         if isinstance(cause, RunError):  # the shared folder: stop now
