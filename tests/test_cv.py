@@ -93,9 +93,15 @@ def test_every_model_and_configuration_trains(cache, tmp_path):
     assert len(list((out / "units").glob("*/model.pt"))) == len(pairs) * 2
     summary_md = (out / "summary.md").read_text()
     # every row says what differs from the paper's settings (issue 10.6)
-    assert ("| learnet (tiny, 1 epoch, batch 8, input upsampled 32->56) | dualdi+fliprot | 2 |"
-            in summary_md)
-    assert "| resnet34 (tiny, random init, 1 epoch, batch 8) | baseline | 2 |" in summary_md
+    setup = json.loads((out / "config.json").read_text())["setup"]
+    assert f"| learnet ({setup['learnet']}) | dualdi+fliprot | 2 |" in summary_md
+    assert f"| resnet34 ({setup['resnet34']}) | baseline | 2 |" in summary_md
+    common = ("1 epoch, batch 8, val split", "patience 10", "fp32", "40 clips (paper: 245)",
+              "crop none", "reproducible mode")
+    assert setup["learnet"].startswith("tiny, 1 epoch, batch 8, val split ")
+    assert setup["learnet"].endswith("input upsampled 32->56")
+    assert setup["resnet34"].startswith("tiny, random init, 1 epoch")
+    assert all(t in setup[m] for t in common for m in ("learnet", "resnet34"))
 
 
 @pytest.mark.parametrize("protocol", ["kfold", "loso"])
@@ -283,7 +289,9 @@ def test_a_diverged_unit_fails_and_no_table_prints_a_number(cache, tmp_path):
     assert code == 1, output
     assert "training diverged" in output and "failures.csv" in output
     summary_md = (out / "summary.md").read_text()
-    row = "| learnet (tiny, 3 epochs, lr 1e+12, input upsampled 32->56) | baseline | 2 |"
+    tag = json.loads((out / "config.json").read_text())["setup"]["learnet"]
+    assert tag.startswith("tiny, 3 epochs, lr 1e+12, ") and tag.endswith("32->56")
+    row = f"| learnet ({tag}) | baseline | 2 |"
     assert f"{row} failed |" in summary_md
     assert not any(ch.isdigit() for ch in summary_md.split(row)[1].split("\n")[0])
     summary = pd.read_csv(out / "summary.csv")
@@ -293,7 +301,7 @@ def test_a_diverged_unit_fails_and_no_table_prints_a_number(cache, tmp_path):
     assert len(pd.read_csv(out / "predictions.csv")) == 0
     result = CliRunner().invoke(mer_train, ["report", str(out), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    label = "learnet (tiny, 3 epochs, lr 1e+12, input upsampled 32->56)"
+    label = f"learnet ({tag})"
     assert f"| {label} | baseline | failed | failed | failed |" in result.output
     assert f"Failed, no score: {label} x baseline" in result.output
 

@@ -72,6 +72,27 @@ def executor_options(command):
     return command
 
 
+def protocol_options(command):
+    """``--determinism`` and ``--select-epoch``: how a run uses the GPU and which split
+    picks each fold's epoch, the same on every command that trains."""
+    for option in reversed((
+        click.option("--determinism", type=click.Choice(("reproducible", "fast")),
+                     default="reproducible", show_default=True,
+                     help="On a GPU: reproducible (deterministic kernels: a resumed or Ray run "
+                     "equals an uninterrupted one) or fast (cuDNN autotuning, TF32, "
+                     "channels_last CNNs; not bit-reproducible). The CPU computes the same in "
+                     "both; every row names its mode."),
+        click.option("--select-epoch", type=click.Choice(("val", "test-fold")),
+                     default="val", show_default=True,
+                     help="Which clips pick each fold's epoch and early stop: val (a "
+                     "validation split of the training folds; honest) or test-fold (the "
+                     "paper's protocol, for replication only: its rows are labelled "
+                     "'optimistic: epoch chosen on the test fold')."),
+    )):
+        command = option(command)
+    return command
+
+
 @click.group(cls=CleanErrors, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="mer-train")
 def main() -> None:
@@ -142,11 +163,13 @@ def main() -> None:
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="The run folder (runs/NAME).")
 @executor_options
+@protocol_options
 @click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
 def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epochs,
        batch_size, lr,
        patience, val_fraction, amp, pretrained, backbone, tiny, input_, checkpoints, final,
-       device, resume, out, executor, ray_address, unit_cpus, unit_gpus, quiet) -> None:
+       device, resume, out, executor, ray_address, unit_cpus, unit_gpus, determinism,
+       select_epoch, quiet) -> None:
     """Cross-validate every model x configuration x seed on the cache(s) and print the
     summary (mean +- std over folds, and pooled over folds)."""
     from mer_di.training import CVSpec, TrainOptions, run_cv
@@ -172,11 +195,26 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epoc
                   configs=list(configs) or list(CONFIGS), protocol=protocol,
                   folds=folds, seeds=seeds, classes=classes, clip_list=clip_list,
                   train=TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr,
-                                     patience=patience, val_fraction=val_fraction, amp=amp),
+                                     patience=patience, val_fraction=val_fraction, amp=amp,
+                                     select_epoch=select_epoch),
                   pretrained=_weights(pretrained, models), backbone=backbone, tiny=tiny,
-                  checkpoints=checkpoints, input=input_, final=final)
+                  checkpoints=checkpoints, input=input_, final=final,
+                  determinism=determinism)
     _finish(run_cv(spec, out, resume=resume, device=device, progress=not quiet,
                    echo=click.echo, executor=runner), out)
+
+
+def _clip_lists(values: tuple[str, ...]) -> dict[str, str]:
+    """--clips values -> {dataset or "*": CSV or set name}; each key once."""
+    out: dict[str, str] = {}
+    for value in values:
+        dataset, sep, what = value.partition("=")
+        key, what = (dataset, what) if sep and dataset in DATASETS else ("*", value)
+        if key in out:
+            raise click.BadParameter(f"two clip lists for {'every dataset' if key == '*' else key}",
+                                     param_hint="--clips")
+        out[key] = what
+    return out
 
 
 def make_executor(kind: str, address: str | None, unit_cpus: float | None,
@@ -223,16 +261,35 @@ def make_executor(kind: str, address: str | None, unit_cpus: float | None,
 @click.option("--seeds", "--seed", "seeds", multiple=True, default=["0"], show_default=True,
               callback=_seeds, help="Seeds, comma-separated or repeated.")
 @click.option("--epochs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--clips", "clip_lists", multiple=True,
+              help="Only these clips: a CSV as for mer-train cv --clips, or a named set "
+              "(paper-casme2: the paper's 245 CASME II clips, the five-class rows of the 2014 "
+              "sheet with a numeric apex); DATASET=CSV_OR_NAME for one dataset's cache "
+              "(repeat).")
+@click.option("--checkpoints/--no-checkpoints", default=False, show_default=True,
+              help="Keep each fold's weights (units/*/model.pt, for mer-train predict): "
+              "about 1.4 GiB per configuration and fold for the six models, said before "
+              "the table starts.")
 @click.option("--tiny", is_flag=True, help="Tiny variants of the models (checks, not results).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="The folder: one run per dataset (OUT/<dataset>), the report in "
               "OUT/report. Run the same command again to finish an interrupted table.")
 @executor_options
+@click.option("--determinism", type=click.Choice(("reproducible", "fast")),
+              default="reproducible", show_default=True,
+              help="On a GPU: reproducible (deterministic kernels) or fast (cuDNN "
+              "autotuning, TF32, channels_last; not bit-reproducible); see mer-train cv.")
+@click.option("--select-epoch", type=click.Choice(("val", "test-fold", "both")),
+              default="val", show_default=True,
+              help="val: each fold's epoch chosen on a validation split of its training folds "
+              "(honest); test-fold: on the test fold, as the paper's protocol (replication "
+              "only, rows labelled optimistic); both: the two on the same folds, and the "
+              "report gives the inflation.")
 @click.option("--quiet", is_flag=True, help="No progress bars or progress lines.")
 def table1(caches, weights_dir, pretrained, allow_random_init, models, configs, folds, seeds,
-           epochs, tiny, device, out, executor, ray_address, unit_cpus, unit_gpus,
-           quiet) -> None:
+           epochs, clip_lists, checkpoints, tiny, device, out, executor, ray_address, unit_cpus,
+           unit_gpus, determinism, select_epoch, quiet) -> None:
     """The paper's Table I: six models x four augmentation settings, 5-fold on each
     dataset separately with the paper's settings, then the report (OUT/report)."""
     from mer_di.training import TrainOptions
@@ -244,6 +301,8 @@ def table1(caches, weights_dir, pretrained, allow_random_init, models, configs, 
                      configs=tuple(configs) or tuple(CONFIGS), folds=folds, seeds=tuple(seeds),
                      train=TrainOptions(epochs=epochs), tiny=tiny,
                      overrides=_weights(pretrained, models), allow_random_init=allow_random_init,
+                     clip_lists=_clip_lists(clip_lists), checkpoints=checkpoints,
+                     determinism=determinism, select_epoch=select_epoch,
                      device=device, executor=runner, progress=not quiet, echo=click.echo)
     click.echo(rep.markdown)
     for warning in rep.warnings:

@@ -21,9 +21,12 @@ from mer_di.options import INPUTS, PROTOCOLS, check
 from mer_di.pipeline.store import open_cache
 from mer_di.training.configs import applies, get_config
 from mer_di.training.data import ClipSet, default_class_set, load_caches
-from mer_di.training.folds import make_folds
-from mer_di.training.loop import TrainOptions
+from mer_di.training.determinism import MODES
+from mer_di.training.folds import make_folds, small_class_notes
+from mer_di.training.loop import OPTIMISTIC, TrainOptions
 from mer_di.training.models import ModelCfg, check_weights, is_known, model_cfg
+from mer_di.training.models.provenance import provenance
+from mer_di.training.tags import crop_warnings
 from mer_di.training.units import Unit
 
 
@@ -65,6 +68,10 @@ class CVSpec:
     final : bool
         Also train one model per (model, configuration, seed) on every clip (for
         ``mer-train predict``); it has no test fold and enters no table.
+    determinism : str
+        ``reproducible`` (the same numbers on every run, resumed or on Ray) or ``fast``
+        (cuDNN autotuning, TF32, channels_last: faster on a GPU, not bit-reproducible);
+        see :mod:`mer_di.training.determinism`. The CPU computes the same in both.
     """
 
     caches: list[str]
@@ -82,6 +89,7 @@ class CVSpec:
     checkpoints: bool = True
     input: str = "di"
     final: bool = False
+    determinism: str = "reproducible"
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -107,6 +115,8 @@ class Plan:
     skipped: list[str]
     cache_params: list[dict[str, str]]
     notes: list[str] = field(default_factory=list)  # what the run does that a user may not expect
+    # per model: which pretrained weights it starts from, for its rows' tag ('' for none)
+    weights: dict[str, str] = field(default_factory=dict)
 
 
 MAX_SEED = (2**32 - 1000) // 1000  # seed * 1000 + fold stays a valid NumPy seed
@@ -155,6 +165,10 @@ def plan_run(spec: CVSpec) -> Plan:
     for c in spec.configs:
         get_config(c)
     check("protocol", spec.protocol, PROTOCOLS, RunError)
+    check("determinism", spec.determinism, MODES, RunError)
+    if spec.train.select_epoch == "test-fold" and spec.final:
+        raise RunError("--final with --select-epoch test-fold: a final model has no test "
+                       "fold to choose its epoch on; run --final without it")
     check("input", spec.input, INPUTS, RunError)
     for model, path in spec.pretrained.items():
         if model != "*" and model not in spec.models:
@@ -176,16 +190,20 @@ def plan_run(spec: CVSpec) -> Plan:
     folds = {s: make_folds(spec.protocol, clips.labels, clips.groups, spec.folds, s,
                            datasets=clips.datasets)
              for s in spec.seeds}
-    cfgs, units, skipped = {}, [], []
+    cfgs, units, skipped, weights_tags, weight_notes = {}, [], [], {}, []
     for model in spec.models:
         try:
-            cfg = cfgs[model] = spec.model_cfg(model)
+            cfg = spec.model_cfg(model)
             weights = spec.weights_for(model)
             if weights is not None:
                 check_weights(model, len(clips.classes), weights, tiny=spec.tiny,
                               backbone=spec.backbone)
+            found = provenance(model, weights, cfg, _timm_name(model, cfg))
         except MerError as exc:
             raise RunError(str(exc)) from None
+        cfg = cfgs[model] = found.cfg  # the normalisation the weights file records
+        weights_tags[model] = found.tag
+        weight_notes += [found.note] if found.note else []
         if spec.input == "apex" and cfg.pair:
             raise RunError(f"--input apex: {model} takes a pair of phase images, not one frame")
         for config in spec.configs:
@@ -199,38 +217,30 @@ def plan_run(spec: CVSpec) -> Plan:
                     units.append(Unit(model, config, s, None))
     if not units:
         raise RunError("nothing to run: " + "; ".join(skipped))
-    notes = _upsampling(clips, cfgs) + clips.notes
+    notes = _upsampling(clips, cfgs) + clips.notes + weight_notes
+    notes += small_class_notes(spec.protocol, spec.folds, clips.labels, clips.classes)
     cache_params = []
     for path in spec.caches:
         with open_cache(path) as cache:
             cache_params.append(cache.params)
-    return Plan(spec, clips, folds, units, cfgs, skipped, cache_params, notes)
+    notes += crop_warnings(cache_params, spec.caches)
+    if spec.train.select_epoch == "test-fold":
+        notes.append(f"--select-epoch test-fold ({OPTIMISTIC}): each fold's epoch and early "
+                     "stop are chosen on its own test fold, as the paper's protocol did; for "
+                     "replication only, its numbers are optimistic")
+    return Plan(spec, clips, folds, units, cfgs, skipped, cache_params, notes, weights_tags)
 
 
-PAPER = TrainOptions()  # the paper's loop settings (epochs, batch size, learning rate)
+def _timm_name(model: str, cfg: ModelCfg) -> str | None:
+    """The timm name (with its default tag) whose weights ``model`` starts from: its own,
+    or its backbone's (DIANet); None for a model outside timm (VGG-Face, LEARNet)."""
+    from mer_di.training.models.timm_models import arch_of, timm_cfg
 
-
-def setup_tags(spec: CVSpec, cfgs: dict[str, ModelCfg],
-               image_size: int | None = None) -> dict[str, str]:
-    """Per model, what differs from the paper's settings ('' when nothing): tiny variant,
-    random initialisation of a backbone meant to be pretrained, epochs, batch size, lr,
-    and an input upsampled from the caches' ``image_size`` (pixels, the smaller side).
-    Table rows carry it, so a quick check never reads as a result."""
-    epochs = spec.train.epochs
-    loop = [f"{epochs} epoch{'s' * (epochs != 1)}" if epochs != PAPER.epochs else "",
-            f"batch {spec.train.batch_size}" if spec.train.batch_size != PAPER.batch_size
-            else "", f"lr {spec.train.lr:g}" if spec.train.lr != PAPER.lr else ""]
-    return {model: ", ".join(t for t in ["tiny" if spec.tiny else "",
-                                          "random init" if not cfg.from_scratch
-                                          and spec.weights_for(model) is None else "",
-                                          *loop, _upsampled(cfg, image_size)] if t)
-            for model, cfg in cfgs.items()}
-
-
-def _upsampled(cfg: ModelCfg, image_size: int | None) -> str:
-    if image_size is None or cfg.input_size <= image_size:
-        return ""
-    return f"input upsampled {image_size}->{cfg.input_size}"
+    if cfg.from_scratch or not cfg.weights_file or cfg.weights_file == "vgg_face_dag.pth":
+        return None
+    stream = cfg.weights_file.removesuffix(".pth")
+    tag = timm_cfg(stream).get("tag")
+    return f"{arch_of(stream)}.{tag}" if tag else stream
 
 
 def _upsampling(clips: ClipSet, cfgs: dict[str, ModelCfg]) -> list[str]:

@@ -20,7 +20,6 @@ interrupted run given ``--resume`` ends with the numbers an uninterrupted one wo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -30,13 +29,18 @@ import pandas as pd
 import torch
 
 from mer_di import __version__
+from mer_di._files import remove_partials, write_atomic
 from mer_di._paths import check_writable, make_folder
 from mer_di.errors import RunError
 from mer_di.pipeline.store import file_sha256
+from mer_di.training.determinism import apply_determinism
+from mer_di.training.disk import check_space, run_bytes
 from mer_di.training.executor import Executor, LocalExecutor
 from mer_di.training.loop import TrainOptions
-from mer_di.training.plan import CVSpec, Plan, plan_run, resolve_device, setup_tags
+from mer_di.training.plan import CVSpec, Plan, plan_run, resolve_device
 from mer_di.training.results import write_tables
+from mer_di.training.run_folder import is_leftover, read_config, run_lock, run_writes
+from mer_di.training.tags import setup_tags
 from mer_di.training.units import unit_damage, unit_done
 
 RECORD_KEYS = ("spec", "caches_sha256", "classes", "clips", "units", "skipped")
@@ -75,6 +79,12 @@ def _differences(saved: dict[str, object], now: dict[str, object]) -> list[str]:
     """``'key: run has A, asked B'`` for every setting that differs."""
     return [f"{k.removeprefix('spec.')}: run has {saved.get(k)!r}, asked {now.get(k)!r}"
             for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+
+
+def _changed_caches(saved: dict[str, object], now: dict[str, object]) -> list[str]:
+    """The caches given under the run's own paths whose content is not the run's."""
+    was, now_shas = dict(saved.get("caches_sha256") or {}), dict(now["caches_sha256"])
+    return [c for c in now_shas if c in was and was[c] != now_shas[c]]
 
 
 def resume_spec(out: str | Path) -> CVSpec:
@@ -121,40 +131,69 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
     Raises
     ------
     MerError
-        Any bad input, before any training (see :func:`mer_di.training.plan.plan_run`).
+        Any bad input, before any training (see :func:`mer_di.training.plan.plan_run`);
+        another ``cv`` writing ``out`` (one writer at a time: :func:`run_lock`); a full
+        disk or a failed write (the finished units are kept, the message says how much
+        space the rest needs); a damaged ``config.json``.
     """
     out = check_writable(out, folder=True)
     plan = plan_run(spec)
     dev = resolve_device(device)
     record = _config_record(plan)
+    created = not out.exists()
+    make_folder(out)
+    try:
+        with run_writes(out, [u.name for u in plan.units]), run_lock(out):
+            return _run_locked(spec, plan, out, record, dev, resume, progress, echo, executor)
+    except BaseException:
+        if created:  # a run stopped before it wrote anything leaves no folder behind
+            for folder in (out / "units", out):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+        raise
+
+
+def _run_locked(spec: CVSpec, plan: Plan, out: Path, record: dict[str, object], dev, resume,
+                progress, echo, executor) -> pd.DataFrame:
+    """:func:`run_cv` once it holds the run folder's lock."""
     config_path = out / "config.json"
     if config_path.exists():
-        saved = json.loads(config_path.read_text())
+        saved = read_config(out)
         if not resume:
             raise RunError(f"{out} already holds a run; add --resume to finish it, or choose "
                            "another --out")
         saved["spec"] = {**CVSpec([], []).as_dict(), **saved.get("spec", {})}  # older runs
+        changed = _changed_caches(saved, record)
+        if changed:
+            raise RunError(f"--resume: {', '.join(changed)} changed since {out} was started "
+                           "(rebuilt or replaced: its SHA-256 is not the one config.json "
+                           "records); resume with the cache the run was made on, or start "
+                           "a new run into another --out")
+        saved["spec"]["train"] = {**TrainOptions().__dict__, **saved["spec"]["train"]}
         diff = _differences(_comparable(saved), _comparable(record))
         if diff:
             raise RunError(f"--resume: {out} was started with other settings or data: "
                            f"{'; '.join(diff)}; resume with the run's own settings "
                            f"(mer-train cv --resume --out {out}), or choose another --out")
-    elif out.exists() and any(out.iterdir()):
+    elif any(not is_leftover(p) for p in out.iterdir()):
         raise RunError(f"{out} exists and is not a run folder; choose another --out")
     units_dir = out / "units"
     make_folder(units_dir)
     for stale in units_dir.glob(".tmp-*"):
         shutil.rmtree(stale)  # a unit a killed run was writing
+    remove_partials(out)  # a table or the config a killed run was writing
+    determinism = apply_determinism(plan.spec.determinism, dev)
     if not config_path.exists():
         full = {**record, "notes": plan.notes,
-                "setup": setup_tags(plan.spec, plan.cfgs, min(plan.clips.full.shape[1:3])),
+                "setup": setup_tags(plan, dev, plan.weights),
+                "determinism": determinism,
                 "tool_version": __version__,
                 "torch": torch.__version__,
                 "device": str(dev),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        tmp = config_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(full, indent=1))
-        os.replace(tmp, config_path)
+        write_atomic(config_path, json.dumps(full, indent=1))
     for note in plan.skipped:
         echo(f"skipped {note}")
     for note in plan.notes:
@@ -163,9 +202,6 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
               if not plan.cfgs[m].from_scratch and spec.weights_for(m) is None]
     if random:
         echo(f"no --pretrained weights for {', '.join(random)}: random initialisation")
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
     for unit in plan.units:  # a unit folder that does not check out is redone, and said so
         if (units_dir / unit.name).exists() and not unit_done(units_dir, unit):
             echo(f"redoing {unit.name}: its folder is damaged "
@@ -174,5 +210,11 @@ def run_cv(spec: CVSpec, out: str | Path, resume: bool = False, device: str = "a
     todo = [u for u in plan.units if not unit_done(units_dir, u)]
     if resume and len(todo) < len(plan.units):
         echo(f"resuming: {len(plan.units) - len(todo)} of {len(plan.units)} folds already done")
+    if todo:
+        ckpt = "with" if spec.checkpoints else "without"
+        echo(check_space(out, run_bytes(plan, todo),
+                         f"the run ({len(todo)} units, {ckpt} checkpoints)",
+                         "give --no-checkpoints (a checkpoint is only needed for mer-train "
+                         "predict)"))
     (executor or LocalExecutor(progress)).run(plan, todo, units_dir, dev)
     return write_tables(out, plan.clips.classes, echo)

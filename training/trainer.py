@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import torch
 from mer_di import __version__
 from mer_di.errors import DivergedError
 from mer_di.training.configs import get_config
+from mer_di.training.determinism import channels_last
 from mer_di.training.folds import validation_split
 from mer_di.training.loop import fit, predict
 from mer_di.training.metrics import confusion, scores
@@ -54,12 +56,16 @@ class UnitResult:
 
 def unit_split(plan: Plan, unit: Unit) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Clip indices ``(train, validation or None, test)`` of ``unit``; a final unit has no
-    test clips and carves its validation split from every clip."""
+    test clips and carves its validation split from every clip. Under ``--select-epoch
+    test-fold`` (replication of the paper's protocol only) the validation clips are the
+    test fold's: every training clip trains, and the test fold picks the epoch."""
     spec, clips = plan.spec, plan.clips
     test = (np.zeros(0, np.int64) if unit.fold is None
             else plan.folds[unit.seed][unit.fold])
     train = np.setdiff1d(np.arange(len(clips)), test)
     val = None
+    if spec.train.select_epoch == "test-fold":  # the paper's protocol: no split is carved
+        return train, test, test
     if spec.train.val_fraction > 0:
         train, val = validation_split(train, clips.labels, clips.groups,
                                       subject_disjoint=spec.protocol != "kfold",
@@ -82,6 +88,10 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
     model, info = build_model(unit.model, len(clips.classes),
                               pretrained=spec.weights_for(unit.model), tiny=spec.tiny,
                               backbone=spec.backbone)
+    device = bank.tensor.device
+    if channels_last(spec.determinism, device, model):
+        model = model.to(memory_format=torch.channels_last)
+    where = {"host": socket.gethostname(), "device": _device_name(device)}
     start = time.perf_counter()
     try:
         result = fit(model, bank.tensor, train_s, val_s, spec.train, unit.seed_value,
@@ -90,7 +100,7 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
         return UnitResult(unit, _history(unit, exc.history),
                           pd.DataFrame(columns=list(PRED_COLUMNS)),
                           {"model": unit.model, "config": unit.config, "seed": unit.seed,
-                           "fold": unit.fold, FAILED: str(exc),
+                           "fold": unit.fold, FAILED: str(exc), **where,
                            "seconds": time.perf_counter() - start}, None)
     label = clips.labels[test]
     pred = (predict(model, bank.tensor, test_s, amp=spec.train.amp).argmax(1) if len(test)
@@ -108,10 +118,18 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                "stopped_early": result.stopped_early, "train_samples": len(train_s),
                "val_clips": 0 if val is None else len(val), "test_clips": len(test),
+               "select_epoch": spec.train.select_epoch, **where,
                "seconds": time.perf_counter() - start,
                "confusion": confusion(label, pred, len(clips.classes)).tolist()}
     state = checkpoint(plan, unit, model, info) if spec.checkpoints else None
     return UnitResult(unit, history, preds, summary, state)
+
+
+def _device_name(device: torch.device) -> str:
+    """``cuda:0 (NVIDIA H100 80GB HBM3)`` or ``cpu``: where a unit really ran."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def _history(unit: Unit, epochs: list[dict]) -> pd.DataFrame:
@@ -141,16 +159,59 @@ def checkpoint(plan: Plan, unit: Unit, model: torch.nn.Module, info) -> dict[str
     }
 
 
-def write_unit(units_dir: Path, result: UnitResult) -> None:
-    """Write ``result`` as its unit folder (temporary name, renamed when whole)."""
+def write_unit(units_dir: Path, result: UnitResult) -> bool:
+    """Write ``result`` as its unit folder; False when another writer finished that unit
+    first (its folder is kept, ours discarded).
+
+    Every file is made in memory first, then written into a temporary folder beside the
+    unit's (same filesystem) that is renamed when whole, so a unit folder that exists is
+    finished; ``scores.json``, written last, records each file's bytes and SHA-256
+    (:data:`~mer_di.training.units.FILES`), so a later edit or damage is found
+    (:func:`~mer_di.training.units.unit_damage`). On any failure (a full disk, an I/O
+    error, an interrupt) nothing of ours is left behind; a write that fails raises
+    :class:`mer_di._files.WriteError` whose ``needed`` is the unit's size in bytes."""
+    import errno
+    import hashlib
+    import io
+
+    from mer_di._files import WriteError, write_atomic
+    from mer_di.training.units import FILES, unit_done
+
     name = result.unit.name
+    final = units_dir / name
     tmp = units_dir / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    result.history.to_csv(tmp / "history.csv", index=False)
-    result.predictions.to_csv(tmp / "predictions.csv", index=False)
+    files = {"history.csv": result.history.to_csv(index=False).encode(),
+             "predictions.csv": result.predictions.to_csv(index=False).encode()}
     if result.checkpoint is not None:
-        torch.save(result.checkpoint, tmp / CHECKPOINT)
-    (tmp / SCORES).write_text(json.dumps(result.scores, indent=1))
-    os.rename(tmp, units_dir / name)
+        buffer = io.BytesIO()  # torch's own writer hides the errno of a full disk
+        torch.save(result.checkpoint, buffer)
+        files[CHECKPOINT] = buffer.getvalue()
+    record = {n: {"bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+              for n, b in files.items()}
+    files[SCORES] = json.dumps({**result.scores, FILES: record}, indent=1).encode()
+    needed = sum(len(b) for b in files.values())
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        for file_name, data in files.items():
+            write_atomic(tmp / file_name, data)
+        try:
+            os.rename(tmp, final)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            if unit_done(units_dir, result.unit):  # another writer finished it first
+                shutil.rmtree(tmp)
+                return False
+            shutil.rmtree(final)  # a damaged folder of this unit: ours replaces it
+            os.rename(tmp, final)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            exc = WriteError(tmp, exc)
+        if isinstance(exc, WriteError):
+            exc.needed = needed
+            raise exc from None
+        raise
+    return True
