@@ -11,7 +11,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 from mer_di.data_manifest.synth import generate_dataset
 from mer_di.pipeline.build import BuildOptions, build_cache
 from mer_di.training.data import DataError, load_caches
-from mer_di.training.folds import FoldError, make_folds, validation_split
+from mer_di.training.folds import FoldError, make_folds, small_class_notes, validation_split
 from mer_di.training.metrics import confusion, mean_std, scores
 
 
@@ -60,6 +60,24 @@ def test_validation_split_comes_from_training_and_respects_subjects(rng):
     assert set(fit) | set(val) == set(train) and not set(fit) & set(val)
     assert not set(val) & set(test)
     assert not set(subjects[fit]) & set(subjects[val])
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("protocol", ["kfold", "subject-kfold"])
+def test_a_class_with_fewer_clips_than_folds_is_our_note_not_sklearns(protocol):
+    """scikit-learn's 'least populated class in y has only 2 members' UserWarning (with a
+    path inside site-packages) reached the terminal; now the run's note says it."""
+    labels = np.array([0] * 12 + [1] * 12 + [2] * 2)
+    subjects = np.array([f"s{i % 6}" for i in range(len(labels))])
+    folds = make_folds(protocol, labels, subjects, n_folds=5, seed=0)
+    assert sum(len(f) for f in folds) == len(labels)
+    train = np.setdiff1d(np.arange(len(labels)), folds[0])
+    validation_split(train, labels, subjects, subject_disjoint=protocol != "kfold")
+    (note,) = small_class_notes(protocol, 5, labels, ["happiness", "others", "fear"])
+    assert note.startswith("class 'fear' has 2 clips, fewer than the 5 folds")
+    assert "at least 3 test folds hold no clip of it" in note and "per-fold" in note
+    assert small_class_notes("loso", 5, labels, ["a", "b", "c"]) == []
+    assert small_class_notes(protocol, 2, labels, ["a", "b", "c"]) == []
 
 
 def test_fold_errors(rng):

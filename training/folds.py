@@ -5,7 +5,9 @@
 - ``loso``: leave one subject out.
 - ``lodo``: leave one dataset out (combined caches): each dataset is once the test fold.
 The same seed gives the same folds. The validation split used for early stopping comes
-from the training clips only, subject-disjoint where the protocol is.
+from the training clips only, subject-disjoint where the protocol is. A class with fewer
+clips than folds is the run's note (:func:`small_class_notes`), in place of scikit-learn's
+warning.
 """
 
 from __future__ import annotations
@@ -55,13 +57,32 @@ def make_folds(protocol: str, labels: np.ndarray, subjects: np.ndarray, n_folds:
         splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(n), labels, subjects)
     try:
-        folds = [np.sort(test) for _, test in splits]
+        with warnings.catch_warnings():  # said once per run by small_class_notes
+            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+            folds = [np.sort(test) for _, test in splits]
     except ValueError as exc:  # any other split sklearn cannot make
         raise FoldError(f"{protocol} with {n_folds} folds cannot be made: {exc}") from None
     empty = [i for i, f in enumerate(folds) if len(f) == 0]
     if empty:
         raise FoldError(f"fold {empty[0]} has no test clips")
     return folds
+
+
+def small_class_notes(protocol: str, n_folds: int, labels: np.ndarray,
+                      classes: list[str]) -> list[str]:
+    """A note for each class with fewer clips than the stratified protocols' folds: some
+    test folds hold no clip of it, and what that does to their per-fold metrics."""
+    if protocol not in ("kfold", "subject-kfold"):
+        return []
+    labels = np.asarray(labels)
+    counts = np.bincount(labels[labels >= 0], minlength=len(classes))
+    return [f"class {name!r} has {n} clip{'s' * (n != 1)}, fewer than the {n_folds} folds "
+            f"of {protocol}: at least {n_folds - n} test fold{'s' * (n_folds - n != 1)} hold "
+            "no clip of it, and their UAR and UF1 leave it out (UF1 counts it, as 0, only "
+            "where a clip was predicted as it), so the per-fold metrics (mean ± std over "
+            "folds) are over other classes from fold to fold; the pooled metrics count it "
+            "everywhere"
+            for name, n in zip(classes, counts.tolist(), strict=True) if 0 < n < n_folds]
 
 
 def validation_split(train: np.ndarray, labels: np.ndarray, subjects: np.ndarray,
@@ -79,7 +100,9 @@ def validation_split(train: np.ndarray, labels: np.ndarray, subjects: np.ndarray
     y, g = np.asarray(labels)[train], np.asarray(subjects)[train]
     if subject_disjoint and len(set(g.tolist())) >= k:
         splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed)
-        fit, val = next(splitter.split(np.zeros(len(train)), y, g))
+        with warnings.catch_warnings():  # stratifying the validation split is best effort
+            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+            fit, val = next(splitter.split(np.zeros(len(train)), y, g))
     else:
         # stratified when some class has k members; fewer folds when none has; a plain
         # shuffled split when no class has two (stratifying is then impossible)
