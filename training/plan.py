@@ -219,7 +219,6 @@ def plan_run(spec: CVSpec) -> Plan:
         raise RunError("nothing to run: " + "; ".join(skipped))
     notes = _upsampling(clips, cfgs) + clips.notes + weight_notes
     notes += small_class_notes(spec.protocol, spec.folds, clips.labels, clips.classes)
-    notes += small_class_notes(spec.protocol, spec.folds, clips.labels, clips.classes)
     cache_params = []
     for path in spec.caches:
         with open_cache(path) as cache:
