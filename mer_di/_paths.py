@@ -4,12 +4,14 @@ work, or leaving folders behind."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from mer_di._files import write_atomic
 from mer_di.errors import OutputError
 
 
@@ -46,10 +48,9 @@ def write_table(out: str | Path, write: Callable[[IO[str]], None], option: str =
         return
     path = check_writable(out, option)
     make_folder(path.parent, option)
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        write(fh)
-    tmp.replace(path)
+    buffer = io.StringIO(newline="")
+    write(buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def make_folder(path: Path, option: str = "--out") -> None:

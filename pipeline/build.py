@@ -10,7 +10,6 @@ cache's temporary file -> at the end the new cache is renamed into place (see
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ import numba
 import numpy as np
 
 from mer_di import __version__
+from mer_di._files import is_disk_full
 from mer_di._paths import check_writable
 from mer_di.data_manifest import ManifestRow, build_manifest
 from mer_di.data_manifest.records import FIELDS
@@ -331,14 +331,6 @@ def _source_sha256(manifest) -> str:
     listing = [(r.subject, r.clip, r.emotion, r.onset, r.offset, r.frame_template)
                for r in manifest.rows]
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-
-
-def is_disk_full(exc: OSError) -> bool:
-    """Whether ``exc`` says the disk (or the quota) is full. h5py's errors carry the
-    C library's errno only in their text."""
-    text = str(exc)
-    return (exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text
-            or "Disk quota exceeded" in text or "errno = 28" in text)
 
 
 def _strict_stop(skip: dict[str, object], built: int, parts: PartStore) -> str:

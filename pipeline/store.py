@@ -15,17 +15,15 @@ Writing (crash-safe, one writer at a time) is :mod:`mer_di.pipeline.writer`'s bu
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from mer_di._files import file_sha256 as file_sha256  # where it lived first
 from mer_di.data_manifest.reader import name_problem
 from mer_di.errors import CacheError
 
@@ -68,23 +66,6 @@ def parse_key(key: str, cache: str | Path = "the cache") -> tuple[str, str]:
     if not sep or not subject or not clip or "/" in clip:
         raise CacheError(f"{key!r}: name a clip of {cache} as SUBJECT/CLIP, e.g. sub01/EP02_01f")
     return subject, clip
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes, as hex. Remembered per (file, size, modification
-    time): a run checks its caches for duplicates and records their hashes, and a cache
-    can be gigabytes."""
-    st = os.stat(path)
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
-@lru_cache(maxsize=256)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def usable_apex(onset: int | None, apex: int | None, offset: int | None, onset_ok: bool,

@@ -1,8 +1,9 @@
-"""Report figures as PNG (matplotlib, headless): confusion matrices and learning curves."""
+"""Report figures as PNG bytes (matplotlib, headless): confusion matrices and learning
+curves. The caller writes them (whole, under a temporary name first)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 
 import numpy as np
 import pandas as pd
@@ -17,8 +18,14 @@ def _pyplot():
     return plt
 
 
-def plot_confusion(counts: np.ndarray, classes: list[str], title: str, path: Path) -> None:
-    """Counts and row-normalised % side by side [counts shape=(k, k)], saved as PNG."""
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def plot_confusion(counts: np.ndarray, classes: list[str], title: str) -> bytes:
+    """Counts and row-normalised % side by side [counts shape=(k, k)], as PNG."""
     plt = _pyplot()
     k = len(classes)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -43,14 +50,14 @@ def plot_confusion(counts: np.ndarray, classes: list[str], title: str, path: Pat
             ax.set_ylabel("true")
             ax.set_title(name, fontsize=9)
         fig.suptitle(title, fontsize=9)
-        fig.savefig(path, dpi=110)
+        return _png(fig)
     finally:
         plt.close(fig)
 
 
-def plot_curves(epochs: pd.DataFrame, title: str, path: Path) -> None:
+def plot_curves(epochs: pd.DataFrame, title: str) -> bytes:
     """Training and validation loss per epoch: one thin line per (seed, fold), their mean
-    bold, each fold's chosen epoch (its last ``best`` epoch) circled; saved as PNG."""
+    bold, each fold's chosen epoch (its last ``best`` epoch) circled; as PNG."""
     plt = _pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
@@ -89,6 +96,6 @@ def plot_curves(epochs: pd.DataFrame, title: str, path: Path) -> None:
                         for i, s in enumerate(seeds[:10])]
         axes[0].legend(handles=handles, fontsize=8)
         fig.suptitle(title, fontsize=9)
-        fig.savefig(path, dpi=110)
+        return _png(fig)
     finally:
         plt.close(fig)

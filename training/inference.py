@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mer_di._files import WriteError, free_bytes, human_bytes, write_atomic
 from mer_di._paths import check_writable, make_folder
 from mer_di.data_manifest import build_manifest
 from mer_di.errors import MerError, PredictError
@@ -29,9 +30,10 @@ from mer_di.training.data import UNLABELLED, Loaded, assemble, read_clips
 from mer_di.training.loop import predict as predict_logits
 from mer_di.training.models import build_model
 from mer_di.training.plan import resolve_device
+from mer_di.training.run_folder import read_config
 from mer_di.training.samples import ImageBank, unit_samples
 from mer_di.training.trainer import CHECKPOINT_FORMAT
-from mer_di.training.units import CHECKPOINT, FINAL, Unit
+from mer_di.training.units import CHECKPOINT, FINAL, Unit, unit_damage
 
 MATCHING_PARAMS = ("weights", "size", "crop")  # a cache's images must be made the same way
 
@@ -100,19 +102,42 @@ def load_trained(run: str | Path, model: str | None = None, config: str | None =
         if not picked:
             raise PredictError(f"{run} has no fold {fold}; its folds are "
                                f"{', '.join(str(u.fold) for u in folds)}")
-    return Trained(picked, [_read_checkpoint(run / "units" / u.name / CHECKPOINT)
-                            for u in picked])
+    for u in picked:
+        why = unit_damage(run / "units", u, checkpoint=True, unrecorded=False)
+        if why:
+            raise PredictError(f"{run}: unit {u.name} is damaged ({why}); redo it with "
+                               f"`mer-train cv --resume --out {run}`")
+    return Trained(picked, [_read_checkpoint(run, u, config_json) for u in picked])
 
 
-def _read_checkpoint(path: Path) -> dict:
+CHECKPOINT_KEYS = ("model", "tiny", "backbone", "pair", "input_size", "mean", "std", "input",
+                   "classes", "class_set", "config", "seed", "fold", "caches", "state_dict")
+
+
+def _read_checkpoint(run: Path, unit: Unit, config: dict) -> dict:
+    """The checkpoint of ``unit``, once it is known to be this unit's: readable, complete,
+    and of its model, configuration, seed, fold and the run's classes."""
+    path = run / "units" / unit.name / CHECKPOINT
+    redo = f"redo the unit with `mer-train cv --resume --out {run}`"
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle and zip errors have many types
-        raise PredictError(f"{path}: not a readable checkpoint ({exc})") from None
+        why = " ".join(str(exc).split())[:200]
+        raise PredictError(f"{path}: not a readable checkpoint ({why}); {redo}") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise PredictError(f"{path}: a bare state_dict or another tool's file, not a "
                            f"{CHECKPOINT_FORMAT!r} (runs before mer-di 0.1 saved bare "
                            "weights; train the run again to predict with it)")
+    lacking = [k for k in CHECKPOINT_KEYS if k not in ck]
+    if lacking:
+        raise PredictError(f"{path}: not a whole checkpoint (no {', '.join(lacking)}); {redo}")
+    want = {"model": unit.model, "config": unit.config, "seed": unit.seed, "fold": unit.fold,
+            "classes": list(config.get("classes", ck["classes"]))}
+    other = [f"{k} {ck[k]!r}, the unit's is {v!r}" for k, v in want.items()
+             if (list(ck[k]) if k == "classes" else ck[k]) != v]
+    if other:
+        raise PredictError(f"{path} is another unit's or run's checkpoint ({'; '.join(other)}); "
+                           f"{redo}")
     return ck
 
 
@@ -192,10 +217,16 @@ def predict_loaded(trained: Trained, loaded: list[Loaded], device: str = "auto",
     samples = unit_samples(clip_set, bank, np.arange(len(clip_set)), bool(ck["pair"]),
                            dual=False, apex_frame=ck["input"] == "apex")
     probs = np.zeros((len(clip_set), len(classes)))
-    for checkpoint in trained.checkpoints:
+    for unit, checkpoint in zip(trained.units, trained.checkpoints, strict=True):
         model, _ = build_model(checkpoint["model"], len(classes), tiny=checkpoint["tiny"],
                                backbone=checkpoint["backbone"])
-        model.load_state_dict(checkpoint["state_dict"])
+        try:
+            model.load_state_dict(checkpoint["state_dict"])
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            first = " ".join(str(exc).split())[:200]
+            raise PredictError(f"{unit.name}/{CHECKPOINT}: its weights are not those of "
+                               f"{checkpoint['model']} with {len(classes)} classes ({first})"
+                               ) from None
         model.to(dev)
         logits = torch.from_numpy(predict_logits(model, bank.tensor, samples, amp=amp))
         probs += torch.softmax(logits.double(), 1).numpy()
@@ -284,7 +315,7 @@ def predict(run: str | Path, *, cache: str | Path | None = None,
     if not loaded:
         raise PredictError(f"no usable clip in {cache or root}" + "".join(
             f"; {m['subject']}/{m['clip']}: {m['reason']}" for m in left_out))
-    amp = bool(json.loads((Path(run) / "config.json").read_text())["spec"]["train"]["amp"])
+    amp = bool(read_config(Path(run), PredictError)["spec"].get("train", {}).get("amp", True))
     table = predict_loaded(trained, loaded, device, amp)
     table.attrs["left_out"] = left_out
     table.attrs["models"] = trained.describe()
@@ -293,7 +324,13 @@ def predict(run: str | Path, *, cache: str | Path | None = None,
     elif out is not None:
         out = Path(out)
         make_folder(out.parent)
-        tmp = out.with_name(out.name + ".tmp")
-        table.to_csv(tmp, index=False)
-        tmp.replace(out)
+        data = table.to_csv(index=False)
+        try:
+            write_atomic(out, data)
+        except WriteError as exc:
+            free = free_bytes(out.parent)
+            raise PredictError(f"{exc}: the table needs {human_bytes(len(data.encode()))}"
+                               + (f" ({human_bytes(free)} free)" if free is not None else "")
+                               + "; nothing was left under that name. Free some space or "
+                               "give another --out, then run the same command again") from None
     return table

@@ -23,9 +23,18 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer_di._files import (
+    WriteError,
+    file_sha256,
+    free_bytes,
+    human_bytes,
+    remove_partials,
+    write_atomic,
+)
 from mer_di._paths import check_writable, make_folder
 from mer_di.errors import ReportError
 from mer_di.training.figures import plot_confusion, plot_curves
+from mer_di.training.report_inflation import inflation, inflation_markdown
 from mer_di.training.report_paired import paired, paired_markdown
 from mer_di.training.report_runs import (
     DATASET_NAMES,
@@ -41,24 +50,23 @@ __all__ = ["Report", "ReportError", "Run", "load_run", "load_runs", "make_report
            "safe_name", "table_long", "write_figures"]
 
 
-def write_figures(run: Run, out: Path) -> list[Path]:
-    """A confusion matrix and learning curves per (model, config) of the run."""
-    written = []
+def write_figures(run: Run, out: Path) -> dict[Path, bytes]:
+    """A confusion matrix and learning curves per (model, config) of the run: their
+    paths under ``out`` and PNG bytes (written by :func:`make_report`)."""
+    figures = {}
     for (model, config), g in run.predictions.groupby(["model", "config"], sort=False):
         stem = f"{run.name}_{safe_name(model)}_{safe_name(config)}"
         seeds, folds = g["seed"].nunique(), g[["seed", "fold"]].drop_duplicates().shape[0]
         pooled = f"{folds} folds" + (f" of {seeds} seeds, summed" if seeds > 1 else "")
-        path = out / f"confusion_{stem}.png"
-        plot_confusion(pooled_confusion(g, len(run.classes)), run.classes,
-                       f"{run.name}: {model}, {config} (pooled over {pooled})", path)
-        written.append(path)
+        figures[out / f"confusion_{stem}.png"] = plot_confusion(
+            pooled_confusion(g, len(run.classes)), run.classes,
+            f"{run.name}: {model}, {config} (pooled over {pooled})")
         if run.epochs is not None:
             e = run.epochs[(run.epochs["model"] == model) & (run.epochs["config"] == config)]
             if len(e):
-                path = out / f"curves_{stem}.png"
-                plot_curves(e, f"{run.name}: {model}, {config}", path)
-                written.append(path)
-    return written
+                figures[out / f"curves_{stem}.png"] = plot_curves(
+                    e, f"{run.name}: {model}, {config}")
+    return figures
 
 
 # --- the whole report -------------------------------------------------------------------
@@ -119,16 +127,62 @@ def make_report(runs: list[str | Path], out: str | Path | None = None,
     table_md = f"Runs:\n{runs_md}\n\n{table_markdown(long)}\n"
     paired_md = (f"Paired comparisons against {baseline}:\n\n"
                  f"{paired_markdown(pairs, n_boot, seed)}\n")
-    files = [out / n for n in ("table.md", "table.csv", "paired.md", "paired.csv")]
-    files[0].write_text(table_md)
-    table_wide(long).to_csv(files[1], index=False)
-    files[2].write_text(paired_md)
-    pairs.to_csv(files[3], index=False)
+    contents: dict[Path, bytes | str] = {
+        out / "table.md": table_md, out / "table.csv": table_wide(long).to_csv(index=False),
+        out / "paired.md": paired_md, out / "paired.csv": pairs.to_csv(index=False)}
+    inflated = inflation(loaded, n_boot, seed)
+    if len(inflated):  # the paper's protocol beside ours, on the same folds
+        inflation_md = f"{inflation_markdown(inflated, n_boot, seed)}\n"
+        contents.update({out / "inflation.md": inflation_md,
+                         out / "inflation.csv": inflated.to_csv(index=False)})
+        paired_md += f"\n{inflation_md}"
     if figures:
         for run in loaded:
-            files += write_figures(run, out)
-    warnings = [f"the {DATASET_NAMES.get(d, d)} column mixes rows of {len(setups)} "
-                "different class sets or clip sets (marked [a], [b]... in table.md); their "
-                "numbers are not comparable"
-                for d, setups in column_setups(long).items() if len(setups) > 1]
+            contents.update(write_figures(run, out))
+    _write_all(out, contents)
+    files = list(contents)
+    warnings = changed_caches(loaded) + [
+        f"the {DATASET_NAMES.get(d, d)} column mixes rows of {len(setups)} different class "
+        "sets or clip sets (marked [a], [b]... in table.md); their numbers are not comparable"
+        for d, setups in column_setups(long).items() if len(setups) > 1]
     return Report(out, long, pairs, f"{table_md}\n{paired_md}", files, warnings)
+
+
+def _write_all(out: Path, contents: dict[Path, bytes | str]) -> None:
+    """Write every file of the report, each whole under its final name or not at all; a
+    failed write is a :class:`ReportError` saying how much the report needs."""
+    remove_partials(out, dead_only=True)  # a killed report's, not a running one's
+    for path, data in contents.items():
+        try:
+            write_atomic(path, data)
+        except WriteError as exc:
+            needed = sum(len(d) for d in contents.values())
+            free = free_bytes(out)
+            if exc.disk_full:
+                raise ReportError(
+                    f"disk full while writing the report {exc.path} ({exc.reason}): the "
+                    f"report needs about {human_bytes(needed)} in {out}"
+                    + (f" ({human_bytes(free)} free now)" if free is not None else "")
+                    + "; the files already written are whole. Free some space, then run the "
+                    "same command again") from None
+            raise ReportError(f"cannot write the report {exc.path} ({exc.reason}); the files "
+                              "already written are whole. Give another --out, or run the "
+                              "same command again once it can be written") from None
+
+
+def changed_caches(runs: list[Run]) -> list[str]:
+    """A warning per cache of a run that is no longer the file the run was made on (rebuilt
+    since): the report is the run's, made on the cache as it was."""
+    out = []
+    for run in runs:
+        shas = run.config.get("caches_sha256") or {}
+        for cache, sha in shas.items():
+            try:
+                now = file_sha256(cache) if Path(cache).is_file() else sha
+            except OSError:
+                continue
+            if now != sha:
+                out.append(f"{cache} has changed since {run.path} was trained on it (rebuilt "
+                           "or replaced): this report is the run's own predictions, made on "
+                           "the cache as it was; train again to use the new cache")
+    return out

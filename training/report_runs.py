@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer_di._files import file_sha256
 from mer_di.errors import ReportError
+from mer_di.training.loop import OPTIMISTIC
 from mer_di.training.results import PRED_COLUMNS, label_with_setup
-from mer_di.training.units import FAILURES, SCORES, Unit
+from mer_di.training.run_folder import TABLES, read_config, resume_command, writer_of
+from mer_di.training.units import FAILURES, SCORES, Unit, unit_damage
 
 DATASET_NAMES = {"casme2": "CASME II", "samm": "SAMM", "mmew": "MMEW", "smic": "SMIC-HS",
                  "casme3": "CAS(ME)^3", "all": "Composite"}
@@ -54,7 +57,9 @@ class Run:
                 f"protocol {spec['protocol']}{folds}; seeds "
                 f"{', '.join(map(str, spec['seeds']))}; input: "
                 + ("the apex frame alone (control)" if spec.get("input") == "apex"
-                   else "dynamic images"))
+                   else "dynamic images")
+                + (f"; **{OPTIMISTIC}** (the paper's protocol, for replication only)"
+                   if (spec.get("train") or {}).get("select_epoch") == "test-fold" else ""))
 
 
 def model_label(model: str, config: dict) -> str:
@@ -70,8 +75,80 @@ def _resume_hint(path: Path) -> str:
             "started with)")
 
 
+def _repair_hint(path: Path) -> str:
+    return (f"`{resume_command(path)}` redoes what is damaged and writes the run's tables "
+            "again")
+
+
+def _read_table(path: Path, run: Path, dtype: dict | None = None, **kwargs) -> pd.DataFrame:
+    """A CSV table of the run, or :class:`ReportError` naming the file and why it can't
+    be read (empty, not UTF-8, not CSV), with the command that writes it again."""
+    try:
+        return pd.read_csv(path, dtype=dtype, encoding="utf-8", **kwargs)
+    except pd.errors.EmptyDataError:
+        why = "empty"
+    except UnicodeDecodeError:
+        why = "not text (not UTF-8)"
+    except (pd.errors.ParserError, ValueError, TypeError) as exc:
+        why = f"not a readable table ({' '.join(str(exc).split())[:160]})"
+    except OSError as exc:
+        why = f"unreadable ({exc.strerror or exc})"
+    raise ReportError(f"{path} is damaged: {why}; {_repair_hint(run)}")
+
+
+def _check_tables(path: Path) -> None:
+    """The tables :data:`~mer_di.training.run_folder.TABLES` records must be as written."""
+    record = path / TABLES
+    if not record.is_file():
+        return  # a run written before the tables were recorded: their content is checked
+    try:
+        files = json.loads(record.read_text(encoding="utf-8"))
+        wanted = {name: (int(w["bytes"]), str(w["sha256"])) for name, w in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ReportError(f"{record} is damaged (not the record of the run's tables); "
+                          f"{_repair_hint(path)}") from None
+    for name, (size, sha) in wanted.items():
+        table = path / name
+        if not table.is_file():
+            raise ReportError(f"{table} is missing; {_repair_hint(path)}")
+        have = table.stat().st_size
+        if have != size:
+            raise ReportError(f"{table} is damaged: {have} bytes, the run wrote {size} "
+                              f"({'emptied' if have == 0 else 'cut short or edited'}); "
+                              f"{_repair_hint(path)}")
+        if file_sha256(table) != sha:
+            raise ReportError(f"{table} is damaged: not what the run wrote (same size, other "
+                              f"content); {_repair_hint(path)}")
+
+
+def _check_predictions(preds: pd.DataFrame, pred_path: Path, path: Path,
+                       classes: list[str]) -> None:
+    """Class indices are integers of the run's classes, and the names beside them agree (a
+    row cut short or edited has neither)."""
+    n = len(classes)
+    index = {c: pd.to_numeric(preds[c], errors="coerce") for c in ("label", "pred")}
+    bad = pd.Series(False, index=preds.index)
+    for values in index.values():
+        bad |= values.isna() | (values != values.round()) | ~values.between(0, n - 1)
+    if bad.any():
+        raise ReportError(f"{pred_path}: class indices outside 0..{n - 1} or not integers "
+                          f"(config.json has {n} classes; first at row {int(bad.idxmax()) + 2})"
+                          f"; {_repair_hint(path)}")
+    for c in ("label", "pred"):
+        preds[c] = index[c].astype(int)
+        names = preds[c].map(lambda i: classes[i])
+        wrong = names != preds[f"{c}_name"]
+        if wrong.any():
+            raise ReportError(f"{pred_path} is damaged: row {int(wrong.idxmax()) + 2} gives "
+                              f"{c} {preds[c][wrong.idxmax()]} the name "
+                              f"{preds[f'{c}_name'][wrong.idxmax()]!r}, not "
+                              f"{names[wrong.idxmax()]!r}; {_repair_hint(path)}")
+
+
 def load_run(path: str | Path) -> Run:
-    """Read a finished run folder; raise :class:`ReportError` for anything else."""
+    """Read a finished run folder; raise :class:`ReportError` for anything else: a run
+    still being written, unfinished, or with a damaged unit or table (named, with the
+    command that repairs it)."""
     path = Path(path)
     if not path.exists():
         raise ReportError(f"{path}: no such folder")
@@ -80,9 +157,9 @@ def load_run(path: str | Path) -> Run:
     if not (path / "config.json").is_file():
         raise ReportError(f"{path} is not a run folder (no config.json); give a folder made "
                           "by mer-train cv")
+    config = read_config(path, ReportError)
     try:
-        config = json.loads((path / "config.json").read_text())
-        spec, units, classes = config["spec"], list(config["units"]), config["classes"]
+        spec, units, classes = config["spec"], list(config["units"]), list(config["classes"])
         lacking = [k for k in ("protocol", "seeds", "caches") if k not in spec]
     except (ValueError, KeyError, TypeError) as exc:
         raise ReportError(f"{path}/config.json is not a run configuration ({exc})") from None
@@ -90,22 +167,35 @@ def load_run(path: str | Path) -> Run:
         raise ReportError(f"{path}/config.json is not a run configuration (no "
                           f"{', '.join(lacking)} in its spec)")
     missing = [u for u in units if not (path / "units" / u / SCORES).is_file()]
+    holder = writer_of(path)
+    if holder is not None:
+        raise ReportError(f"{path}: the run is incomplete, still being written by mer-train "
+                          f"cv (pid {holder}): {len(units) - len(missing)} of {len(units)} "
+                          "units finished so far; report it once that run has ended")
     if missing:
         raise ReportError(f"{path}: the run is not finished ({len(missing)} of {len(units)} "
                           f"folds missing, e.g. {missing[0]}); {_resume_hint(path)}")
+    for u in units:
+        unit = Unit.parse(u)
+        why = unit and unit_damage(path / "units", unit, checkpoint=False, unrecorded=False)
+        if why:
+            raise ReportError(f"{path}: unit {u} is damaged ({why}); {_repair_hint(path)}")
     pred_path = path / "predictions.csv"
     if not pred_path.is_file():
         raise ReportError(f"{path}: no predictions.csv (the run stopped before writing its "
                           f"tables); {_resume_hint(path)}")
-    preds = pd.read_csv(pred_path, keep_default_na=False,
-                        dtype={c: str for c in ("model", "config", "dataset", "subject", "clip",
-                                                "label_name", "pred_name")})
+    _check_tables(path)
+    preds = _read_table(pred_path, path, keep_default_na=False, dtype={
+        c: str for c in ("model", "config", "dataset", "subject", "clip", "label_name",
+                         "pred_name")})
     absent = [c for c in PRED_COLUMNS if c not in preds.columns]
     if absent:
-        raise ReportError(f"{pred_path} lacks column(s) {', '.join(absent)}")
+        raise ReportError(f"{pred_path} lacks column(s) {', '.join(absent)}; "
+                          f"{_repair_hint(path)}")
+    _check_predictions(preds, pred_path, path, classes)
     have = set(map(tuple, preds[["model", "config", "seed", "fold"]].drop_duplicates()
                    .itertuples(index=False)))
-    failures = (pd.read_csv(path / FAILURES, dtype={"model": str, "config": str})
+    failures = (_read_table(path / FAILURES, path, dtype={"model": str, "config": str})
                 if (path / FAILURES).is_file() else pd.DataFrame(columns=["model", "config"]))
     failed = set(zip(failures["model"], failures["config"], strict=True))
     for u in units:
@@ -116,16 +206,11 @@ def load_run(path: str | Path) -> Run:
                               f"written before the run ended); {_resume_hint(path)}")
     if len(preds) == 0 and not failed:
         raise ReportError(f"{pred_path} holds no predictions")
-    n = len(classes)
-    bad = ~preds["label"].between(0, n - 1) | ~preds["pred"].between(0, n - 1)
-    if bad.any():
-        raise ReportError(f"{pred_path}: class indices outside 0..{n - 1} (config.json has "
-                          f"{n} classes)")
     label = {m: model_label(m, config) for m in preds["model"].unique()}
     preds["model"] = preds["model"].map(label)
     epochs = None
     if (path / "epochs.csv").is_file():
-        epochs = pd.read_csv(path / "epochs.csv", dtype={"model": str, "config": str})
+        epochs = _read_table(path / "epochs.csv", path, dtype={"model": str, "config": str})
         epochs["model"] = epochs["model"].map(lambda m: model_label(m, config))
     failures["model"] = failures["model"].map(lambda m: model_label(m, config))
     return Run(path, safe_name(path.resolve().name), config, preds, epochs, failures)

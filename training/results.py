@@ -7,17 +7,19 @@ run folder gives exactly the numbers the run printed.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mer_di._files import write_atomic
 from mer_di.errors import RunError
 from mer_di.training.metrics import confusion, mean_std, scores
-from mer_di.training.units import FAILED, FAILURES, SCORES, Unit
+from mer_di.training.run_folder import TABLES, read_config, resume_command
+from mer_di.training.units import FAILED, FAILURES, SCORES, Unit, unit_damage
 
 PRED_COLUMNS = ("model", "config", "seed", "fold", "dataset", "subject", "clip", "label",
                 "pred", "label_name", "pred_name")
@@ -94,14 +96,21 @@ def summary_markdown(summary: pd.DataFrame) -> str:
 
 def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = print
                  ) -> pd.DataFrame:
-    """Gather every finished unit of ``out`` into the run's tables; echo the summary."""
-    config = json.loads((out / "config.json").read_text())
+    """Gather every finished unit of ``out`` into the run's tables (each written whole:
+    :func:`mer_di._files.write_atomic`), then ``tables.json`` recording them; echo the
+    summary. :class:`RunError` for a unit that is missing or damaged, naming it."""
+    config = read_config(out)
     names = [n for n in config["units"] if (u := Unit.parse(n)) is None or u.fold is not None]
     done = [out / "units" / name for name in names if (out / "units" / name / SCORES).exists()]
     missing = len(names) - len(done)
     if missing:
         raise RunError(f"{out}: {missing} of {len(names)} folds are not finished; "
                        "run again with --resume")
+    for d in done:
+        unit = Unit.parse(d.name)
+        why = unit_damage(d.parent, unit, checkpoint=False) if unit else ""
+        if why:
+            raise RunError(f"{d}: {why}; redo that unit with `{resume_command(out)}`")
     history = pd.concat([pd.read_csv(d / "history.csv") for d in done], ignore_index=True)
     preds = pd.concat([pd.read_csv(d / "predictions.csv", keep_default_na=False,
                                    dtype={"subject": str, "clip": str}) for d in done],
@@ -114,17 +123,9 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
     keep = np.array([pair not in failed for pair in zip(preds["model"], preds["config"],
                                                          strict=True)], bool)
     preds = preds.loc[keep]
-    _atomic_csv(history, out / "epochs.csv")
-    _atomic_csv(preds, out / "predictions.csv")
-    _atomic_csv(fold_scores(preds, len(classes)), out / "folds.csv")
-    if len(failures):
-        _atomic_csv(failures, out / FAILURES)
-    else:
-        (out / FAILURES).unlink(missing_ok=True)
     summary = with_failures(summarise(preds, len(classes)), failures)
     setup = config.get("setup", {})
     summary.insert(2, "setup", [setup.get(m, "") for m in summary["model"]])
-    _atomic_csv(summary, out / "summary.csv")
     table = summary_markdown(summary)
     spec = config["spec"]
     head = (f"{', '.join(spec['caches'])}: {config['clips']} clips, classes "
@@ -134,7 +135,19 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
             + ("the apex frame alone (control)" if spec.get("input") == "apex"
                else "dynamic images"))
     notes = "".join(f"\nnote: {n}" for n in config.get("notes", []))
-    (out / "summary.md").write_text(f"{head}{notes}\n\n{table}\n")
+    tables = {"epochs.csv": history, "predictions.csv": preds,
+              "folds.csv": fold_scores(preds, len(classes)), "summary.csv": summary}
+    if len(failures):
+        tables[FAILURES] = failures
+    files = {name: df.to_csv(index=False).encode() for name, df in tables.items()}
+    files["summary.md"] = f"{head}{notes}\n\n{table}\n".encode()
+    (out / TABLES).unlink(missing_ok=True)  # stale while the tables are replaced
+    for name, data in files.items():
+        write_atomic(out / name, data)
+    if not len(failures):
+        (out / FAILURES).unlink(missing_ok=True)
+    write_atomic(out / TABLES, json.dumps({n: {"bytes": len(b), "sha256": hashlib.sha256(
+        b).hexdigest()} for n, b in files.items()}, indent=1))
     echo(head)
     echo(table)
     return summary
@@ -154,9 +167,3 @@ def with_failures(summary: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame
                        f"{g.iloc[0]['fold']}: {g.iloc[0][FAILED]}"}
             for (model, config), g in failures.groupby(["model", "config"], sort=False)]
     return pd.concat([summary, pd.DataFrame(rows)], ignore_index=True) if rows else summary
-
-
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
