@@ -60,30 +60,129 @@ def table1_weights(weights_dir: str | Path | None, models: tuple[str, ...] = TAB
     return pretrained, missing
 
 
+PAPER_CLIP_SETS = {
+    # the clips behind the CASME II accuracies of the paper's Table I: the five-class rows
+    # of the 2014 sheet with a numeric apex (245; the 2019 revision gives 248)
+    "paper-casme2": ("casme2", "CASME2-coding-20140508", 245),
+}
+
+
+def paper_clip_list(name: str, cache: str | Path, folder: Path) -> Path:
+    """Write the named clip set ``name`` of ``cache`` as a clip-list CSV into ``folder``
+    and return its path; :class:`RunError` for an unknown name, a cache of another dataset
+    or one built from another sheet (whose rows are not the paper's)."""
+    import csv
+
+    from mer_di.data_manifest.classes import map_label
+    from mer_di.pipeline.store import open_cache
+
+    if name not in PAPER_CLIP_SETS:
+        raise RunError(f"--clips {name}: no such file, and not a named clip set (they are: "
+                       f"{', '.join(PAPER_CLIP_SETS)})")
+    dataset, sheet, count = PAPER_CLIP_SETS[name]
+    with open_cache(cache) as c:
+        attrs = dict(c.attrs)
+        if str(attrs.get("dataset")) != dataset:
+            raise RunError(f"--clips {name} is a {dataset} clip set; {cache} is a "
+                           f"{attrs.get('dataset')} cache")
+        if sheet not in str(attrs.get("sheet", "")):
+            raise RunError(f"--clips {name}: the paper's {count} clips are rows of {sheet}; "
+                           f"{cache} was built from {attrs.get('sheet')}, whose rows differ. "
+                           f"Build the cache from {sheet}.xlsx, or give the paper's list as a "
+                           "CSV")
+        rows = [(clip.dataset, clip.subject, clip.clip) for clip in c
+                if map_label(dataset, "five", clip.emotion) is not None
+                and isinstance(clip.attrs.get("apex"), int)
+                and not isinstance(clip.attrs.get("apex"), bool)]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv"
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["dataset", "subject", "clip"])
+        w.writerows(rows)
+    tmp.replace(path)
+    return path
+
+
+def _clip_list(lists: dict[str, str], dataset: str, cache: str | Path, out: Path) -> str | None:
+    """The clip-list file of ``dataset``'s run: a CSV given for it (or for every dataset),
+    or a named set written into ``out/clip-lists``."""
+    given = lists.get(dataset, lists.get("*"))
+    if given is None:
+        return None
+    if Path(given).is_file():
+        return given
+    if given in PAPER_CLIP_SETS and PAPER_CLIP_SETS[given][0] != dataset and dataset not in lists:
+        return None  # a named set given for every dataset applies to its own dataset only
+    return str(paper_clip_list(given, cache, out / "clip-lists"))
+
+
+SELECTIONS = {"val": ("val",), "test-fold": ("test-fold",), "both": ("val", "test-fold")}
+
+
+def run_folder(out: Path, dataset: str, selection: str) -> Path:
+    """Where a dataset's run goes: ``out/<dataset>``, ``out/<dataset>-test-fold`` for the
+    paper's protocol."""
+    return out / (dataset if selection == "val" else f"{dataset}-test-fold")
+
+
+def table_bytes(caches, datasets, models, configs, folds, seeds, tiny, checkpoints,
+                n_classes: dict[str, int], runs: int) -> int:
+    """Bytes the whole table writes (every dataset, model, configuration, seed, fold)."""
+    from mer_di.training.disk import RECORDS_BYTES, checkpoint_bytes
+
+    total = 0
+    for dataset in datasets:
+        for model in models:
+            per_unit = RECORDS_BYTES + (checkpoint_bytes(model, n_classes[dataset], tiny)
+                                        if checkpoints else 0)
+            total += per_unit * len(configs) * folds * len(seeds) * runs
+    return total
+
+
 def run_table1(caches: list[str | Path], out: str | Path, *, weights_dir: str | Path | None,
                models: tuple[str, ...] = TABLE1_MODELS, configs: tuple[str, ...] = CONFIG_NAMES,
                folds: int = 5, seeds: tuple[int, ...] = (0,), train: TrainOptions | None = None,
                tiny: bool = False, overrides: dict[str, str] | None = None,
-               allow_random_init: bool = False,
+               allow_random_init: bool = False, clip_lists: dict[str, str] | None = None,
+               checkpoints: bool = False, determinism: str = "reproducible",
+               select_epoch: str = "val",
                resume: bool = False, device: str = "auto", executor=None,
                progress: bool = True, echo: Callable[[str], None] = print):
     """Run Table I on each cache (one dataset each) into ``out/<dataset>/`` and report
     them together into ``out/report/``; returns the :class:`mer_di.training.report.Report`.
 
+    ``clip_lists``: ``{dataset or "*": CSV or a named set}`` (:data:`PAPER_CLIP_SETS`);
+    ``checkpoints``: keep each unit's weights (off by default: the six models' weights are
+    about 1.4 GiB per configuration and fold); ``select_epoch``: ``val`` (honest),
+    ``test-fold`` (the paper's protocol, into ``out/<dataset>-test-fold``, labelled
+    optimistic) or ``both`` (the report then measures the inflation on the same folds).
+    Before anything trains it says how much the table writes, and refuses when the disk
+    can't hold it.
+
     Raises :class:`RunError` for a missing weights file (all of them named) unless
     ``allow_random_init``, for two caches of one dataset, or an ``out`` that can't be
     written; and whatever :func:`mer_di.training.run_cv` raises."""
+    import dataclasses
+
+    from mer_di.training.disk import check_space
     from mer_di.training.report import make_report
     from mer_di.training.runner import run_cv
 
     if not caches:
         raise RunError("give the caches of Table I (--cache casme2.h5 --cache samm.h5)")
+    if select_epoch not in SELECTIONS:
+        raise RunError(f"--select-epoch {select_epoch}: give {', '.join(SELECTIONS)}")
     out = check_writable(out, folder=True)
     datasets = cache_datasets([str(c) for c in caches])
     twice = sorted({d for d in datasets if datasets.count(d) > 1})
     if twice:
         raise RunError(f"two caches of {', '.join(twice)}: Table I runs each dataset "
                        "separately, one cache each")
+    unknown = sorted(set(clip_lists or {}) - set(datasets) - {"*"})
+    if unknown:
+        raise RunError(f"--clips {unknown[0]}=...: no cache of {unknown[0]} in this table")
     pretrained, missing = table1_weights(weights_dir, models, tiny, overrides)
     if missing and not allow_random_init:
         raise RunError("missing pretrained weights (put each file in --weights-dir, or give "
@@ -91,15 +190,33 @@ def run_table1(caches: list[str | Path], out: str | Path, *, weights_dir: str | 
                        "marked in the report):\n  " + "\n  ".join(missing))
     for line in missing:
         echo(f"random initialisation: {line}")
+    selections = SELECTIONS[select_epoch]
+    n_classes = dict.fromkeys(datasets, 8)  # the head is a rounding error of the weights
+    need = table_bytes(caches, datasets, models, configs, folds, seeds, tiny, checkpoints,
+                       n_classes, len(selections))
+    echo(check_space(out, need, f"Table I ({len(datasets)} dataset(s) x {len(models)} models "
+                     f"x {len(configs)} configurations x {folds} folds x {len(seeds)} seed(s)"
+                     + (" x 2 protocols" if len(selections) > 1 else "") + ", "
+                     + ("with" if checkpoints else "without") + " checkpoints)",
+                     "leave out --checkpoints"))
+    base = train or TrainOptions()
     runs = []
     for cache, dataset in zip(caches, datasets, strict=True):
-        echo(f"== Table I on {dataset} ({cache})")
-        spec = CVSpec(caches=[str(cache)], models=list(models), configs=list(configs),
-                      protocol="kfold", folds=folds, seeds=list(seeds), classes=None,
-                      train=train or TrainOptions(), pretrained=dict(pretrained), tiny=tiny)
-        summary = run_cv(spec, out / dataset, resume=resume or (out / dataset).exists(),
-                         device=device, progress=progress, echo=echo, executor=executor)
-        if "failed" in summary and summary["failed"].astype(bool).any():
-            echo(f"warning: some units of {dataset} failed; see {out / dataset}/failures.csv")
-        runs.append(out / dataset)
+        clip_list = _clip_list(clip_lists or {}, dataset, cache, out)
+        for selection in selections:
+            folder = run_folder(out, dataset, selection)
+            label = " (the paper's protocol: epoch chosen on the test fold)" * (
+                selection == "test-fold")
+            echo(f"== Table I on {dataset} ({cache}){label}")
+            spec = CVSpec(caches=[str(cache)], models=list(models), configs=list(configs),
+                          protocol="kfold", folds=folds, seeds=list(seeds), classes=None,
+                          clip_list=clip_list,
+                          train=dataclasses.replace(base, select_epoch=selection),
+                          pretrained=dict(pretrained), tiny=tiny, checkpoints=checkpoints,
+                          determinism=determinism)
+            summary = run_cv(spec, folder, resume=resume or folder.exists(), device=device,
+                             progress=progress, echo=echo, executor=executor)
+            if "failed" in summary and summary["failed"].astype(bool).any():
+                echo(f"warning: some units of {dataset} failed; see {folder}/failures.csv")
+            runs.append(folder)
     return make_report([str(r) for r in runs], out=out / "report")

@@ -32,7 +32,7 @@ from mer_di.training.determinism import channels_last
 from mer_di.training.folds import validation_split
 from mer_di.training.loop import fit, predict
 from mer_di.training.metrics import confusion, scores
-from mer_di.training.models import build_model
+from mer_di.training.models.prototype import build_for_unit
 from mer_di.training.plan import Plan
 from mer_di.training.results import PRED_COLUMNS
 from mer_di.training.samples import ImageBank, unit_samples
@@ -84,10 +84,9 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
     val_s = (unit_samples(clips, bank, val, model_cfg.pair, False, apex_frame)
              if val is not None else None)
     test_s = unit_samples(clips, bank, test, model_cfg.pair, False, apex_frame)
-    torch.manual_seed(unit.seed_value)
-    model, info = build_model(unit.model, len(clips.classes),
-                              pretrained=spec.weights_for(unit.model), tiny=spec.tiny,
-                              backbone=spec.backbone)
+    model, info, made = build_for_unit(unit.model, len(clips.classes), unit.seed_value,
+                                       pretrained=spec.weights_for(unit.model),
+                                       tiny=spec.tiny, backbone=spec.backbone)
     device = bank.tensor.device
     if channels_last(spec.determinism, device, model):
         model = model.to(memory_format=torch.channels_last)
@@ -118,7 +117,7 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
                "best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
                "stopped_early": result.stopped_early, "train_samples": len(train_s),
                "val_clips": 0 if val is None else len(val), "test_clips": len(test),
-               "select_epoch": spec.train.select_epoch, **where,
+               "select_epoch": spec.train.select_epoch, "init": made, **where,
                "seconds": time.perf_counter() - start,
                "confusion": confusion(label, pred, len(clips.classes)).tolist()}
     state = checkpoint(plan, unit, model, info) if spec.checkpoints else None
