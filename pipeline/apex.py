@@ -18,6 +18,7 @@ Farneback optical-flow magnitude from the onset frame per cell instead of the di
 from __future__ import annotations
 
 import cv2
+import numba
 import numpy as np
 
 GRID = 48            # cells a side after block-averaging
@@ -26,15 +27,39 @@ METHODS = ("diff", "flow")
 
 
 def _grey_cells(frames: np.ndarray, grid: int = GRID) -> np.ndarray:
-    """(T, h, w, C) or (T, h, w) uint8 -> (T, gh, gw) float32 block means of grey."""
+    """(T, h, w, C) or (T, h, w) frames -> (T, gh, gw) float32 block means of grey (the
+    channels' mean), blocks of ``s = max(1, min(h, w) // grid)`` pixels a side, the
+    image's last partial row and column of blocks left out. uint8 frames (the build's)
+    are summed exactly in integers by :func:`_cell_sums` in one pass (a few ms a clip
+    where the float32 means took 135 ms for 60 320x240 colour frames); others by NumPy."""
     x = np.asarray(frames)
-    if x.ndim == 4:
-        x = x.mean(axis=3, dtype=np.float32) if x.shape[3] > 1 else x[..., 0]
-    x = x.astype(np.float32, copy=False)
-    t, h, w = x.shape
+    if x.ndim == 3:
+        x = x[..., None]
+    t, h, w, c = x.shape
     s = max(1, min(h, w) // grid)
     gh, gw = h // s, w // s
+    if x.dtype == np.uint8 and c * s * s < 2 ** 24:  # uint32 sums, exact in float64
+        return (_cell_sums(x, s, gh, gw) / float(c * s * s)).astype(np.float32)
+    x = x.mean(axis=3, dtype=np.float32) if c > 1 else x[..., 0].astype(np.float32)
     return x[:, :gh * s, :gw * s].reshape(t, gh, s, gw, s).mean(axis=(2, 4))
+
+
+@numba.njit(cache=True, nogil=True)
+def _cell_sums(frames: np.ndarray, s: int, gh: int, gw: int) -> np.ndarray:
+    """Sums of every ``s`` x ``s`` block over all channels of uint8 ``frames`` (T, h, w,
+    C) -> (T, gh, gw) uint32 (exact: 255 * C * s * s < 2**32)."""
+    t, c = frames.shape[0], frames.shape[3]
+    out = np.zeros((t, gh, gw), np.uint32)
+    for i in range(t):
+        for y in range(gh * s):
+            row = out[i, y // s]
+            for cx in range(gw):
+                acc = np.uint32(0)
+                for x in range(cx * s, cx * s + s):
+                    for k in range(c):
+                        acc += frames[i, y, x, k]
+                row[cx] += acc
+    return out
 
 
 def motion_profile(frames: np.ndarray, method: str = "diff") -> np.ndarray:

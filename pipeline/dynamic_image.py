@@ -245,7 +245,8 @@ def _acc2_span(f, g, frames, lo, hi, t0, t1, wa, wb, shift_b):
         t += 1
 
 
-@numba.njit(cache=True, parallel=True, fastmath=False)
+# nogil: the build's decoder threads need the GIL between frames while the kernel runs
+@numba.njit(cache=True, parallel=True, fastmath=False, nogil=True)
 def _fused_kernel(frames, apex, w_full, w_on, w_off, do_on, do_off, full, onset, offset, chunk):
     """Fill ``full``, ``onset`` and ``offset`` (each (N,) float32) in place.
 
