@@ -28,8 +28,8 @@ seconds), loop/floor (target >= 90 %: the data path costs at most 10 %) and the 
 milliseconds per step. Then, unless ``--no-profile``, the data path's pieces for one batch,
 each timed alone (best and median of 10): the gather ``images[index]``,
 ``random_flip_rotate`` and within it ``affine_grid`` and ``grid_sample``, the label gather,
-and fit's per-epoch state copy. Alone they run with warm caches; inside the loop, after a
-backward pass, they cost more (compare "loop - floor ms/step").
+and the best-epoch snapshot (``BestWeights.save``). Alone they run with warm caches; inside
+the loop, after a backward pass, they cost more (compare "loop - floor ms/step").
 
 Devices: ``--device cpu`` measures learnet (200 samples, 3 epochs, 8 repeats) and resnet34
 (resnet34 at 224 on 2 CPU cores takes seconds a step: 50 samples, 2 epochs, 2 repeats);
@@ -49,7 +49,6 @@ idle 2-core machine (``--quick``: about 50 s).
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import time
@@ -234,7 +233,7 @@ def profile_data_path(model, images, train, seed: int, repeats: int = 10) -> dic
     import torch.nn.functional as F
 
     from mer_di.training.augment import MAX_DEGREES, _affine_grid, random_flip_rotate
-    from mer_di.training.loop import _batch
+    from mer_di.training.loop import BestWeights, _batch
 
     device = images.device
     generator = torch.Generator().manual_seed(seed)
@@ -251,6 +250,8 @@ def profile_data_path(model, images, train, seed: int, repeats: int = 10) -> dic
     theta = theta.to(device, x.dtype)
     grid = F.affine_grid(theta, [BATCH, c, h, w], align_corners=False)
     plane = x[0] if paired else x
+    snapshot = BestWeights()
+    snapshot.save(model)  # the first save allocates; the loop's later saves copy in place
     steps = {
         "gather images[index]": lambda: _batch(images, index),
         "random_flip_rotate": lambda: random_flip_rotate(x, generator),
@@ -258,15 +259,18 @@ def profile_data_path(model, images, train, seed: int, repeats: int = 10) -> dic
         "  grid_sample (per image plane)": lambda: F.grid_sample(
             plane, grid, mode="bilinear", padding_mode="zeros", align_corners=False),
         "labels[rows]": lambda: labels[rows.to(device)],
-        "per epoch: state_dict copy": lambda: copy.deepcopy(
-            {k: v.detach().cpu() for k, v in model.state_dict().items()}),
+        "per improvement: BestWeights.save": lambda: snapshot.save(model),
     }
     return {label: _best_ms(fn, device, repeats) for label, fn in steps.items()}
 
 
 # -- one case -------------------------------------------------------------------------------
 
-def bench_case(case: Case, device, idle_wait: float, profile: bool) -> dict:
+def bench_case(case: Case, device, idle_wait: float, profile: bool,
+               extra: Callable[..., dict] | None = None) -> dict:
+    """Time ``case`` on ``device`` (see the module's notes); ``extra(model, images, train)``,
+    where given, runs after the timed fits and its dict joins the record (gpu_check.py:
+    peak memory, snapshot cost, GPU busy fraction on the same model and data)."""
     import torch
 
     from mer_di.training.models import build_model
@@ -332,6 +336,8 @@ def bench_case(case: Case, device, idle_wait: float, profile: bool) -> dict:
         record["floor_item_vs_floor"] = best["floor"] / best["floor_item"]
     if profile:
         record["data_path_ms"] = profile_data_path(model, images, train, SEED)
+    if extra is not None:
+        record.update(extra(model, images, train))
     del images, batches
     if device.type == "cuda":
         torch.cuda.empty_cache()
