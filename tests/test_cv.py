@@ -96,9 +96,11 @@ def test_every_model_and_configuration_trains(cache, tmp_path):
     setup = json.loads((out / "config.json").read_text())["setup"]
     assert f"| learnet ({setup['learnet']}) | dualdi+fliprot | 2 |" in summary_md
     assert f"| resnet34 ({setup['resnet34']}) | baseline | 2 |" in summary_md
-    common = ("1 epoch, batch 8, val split", "patience 10", "fp32", "40 clips (paper: 245)",
-              "crop none", "reproducible mode")
+    common = ("1 epoch, batch 8, val split 20%", "patience 10", "fp32", "reproducible mode")
     assert setup["learnet"].startswith("tiny, 1 epoch, batch 8, val split ")
+    over = json.loads((out / "config.json").read_text())["data_setup"]
+    assert over.startswith("40 clips (paper: 245), ") and over.endswith("crop none")
+    assert f"over: {over}" in summary_md
     assert setup["learnet"].endswith("input upsampled 32->56")
     assert setup["resnet34"].startswith("tiny, random init, 1 epoch")
     assert all(t in setup[m] for t in common for m in ("learnet", "resnet34"))

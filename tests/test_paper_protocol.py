@@ -86,13 +86,16 @@ def test_table1_writes_no_checkpoints_by_default_and_says_what_it_writes(casme2,
     config = json.loads((out / "casme2" / "config.json").read_text())
     assert config["determinism"]["mode"] == "reproducible"
     tag = config["setup"]["resnet34"]
-    for part in ("tiny", "random init", "2 epochs", "val split ", "patience 10", "fp32",
-                 "crop none", "reproducible mode"):
+    for part in ("tiny", "random init", "2 epochs", "val split 20%", "patience 10", "fp32",
+                 "reproducible mode"):
         assert part in tag, (part, tag)
     n = config["clips"]
-    assert f"{n} clips (paper: 245)" in tag
+    assert config["data_setup"].startswith(f"{n} clips (paper: 245), ")
+    assert "validation clips per fold" in config["data_setup"]
+    assert config["data_setup"].endswith("crop none")
     table = pd.read_csv(out / "report" / "table.csv")
     assert all("reproducible mode" in m and "val split" in m for m in table["model"])
+    assert f"Over: {config['data_setup']}." in (out / "report" / "table.md").read_text()
 
 
 def test_table1_checkpoints_on_request_and_a_full_disk_refused(casme2, tmp_path, monkeypatch):
@@ -157,7 +160,7 @@ def test_paper_clip_set_by_name(casme2, tmp_path):
     assert r.exit_code == 0, r.output
     config = json.loads((out / "casme2" / "config.json").read_text())
     assert config["clips"] == want
-    assert f"{want} clips (paper: 245)" in config["setup"]["learnet"]
+    assert config["data_setup"].startswith(f"{want} clips (paper: 245)")
 
 
 def test_paper_clip_set_refuses_the_2019_sheet(tmp_path):
@@ -235,7 +238,7 @@ def test_samm_without_a_face_crop_is_warned(samm, tmp_path):
     assert "a samm cache built with --crop none" in r.output and "--crop haar" in r.output
     config = json.loads((out / "config.json").read_text())
     assert any("--crop haar" in n for n in config["notes"])
-    assert "crop none" in config["setup"]["learnet"]
+    assert config["data_setup"].endswith("crop none")
 
 
 # --- 4: each pretrained model built and read once per process ---------------------------

@@ -60,7 +60,8 @@ def _setup(run: Run, preds: pd.DataFrame) -> dict:
     clips = sorted(set(zip(preds["dataset"], preds["subject"], preds["clip"], strict=True)))
     digest = hashlib.sha1("\n".join("/".join(c) for c in clips).encode()).hexdigest()[:8]
     return {"class_set": run.spec.get("classes", "?"), "classes": ", ".join(run.classes),
-            "clips": len(clips), "clip_set": digest}
+            "clips": len(clips), "clip_set": digest,
+            "data_setup": run.config.get("data_setup", "")}
 
 
 SETUP_COLUMNS = ("class_set", "classes", "clips", "clip_set")
@@ -102,6 +103,15 @@ def _failed(row: dict) -> str:
     return why if isinstance(why, str) else ""
 
 
+def _data_setups(long: pd.DataFrame, dataset: str) -> str:
+    """`` Against the paper: 240 clips (paper: 245), ...`` for the column's runs."""
+    if "data_setup" not in long.columns:
+        return ""
+    found = [s for s in dict.fromkeys(long.loc[long["dataset"] == dataset, "data_setup"])
+             if isinstance(s, str) and s]
+    return f" Over: {'; '.join(found)}." if found else ""
+
+
 def table_markdown(long: pd.DataFrame) -> str:
     """Two markdown tables (mean ± std over folds; pooled over folds), percentages."""
     datasets = list(dict.fromkeys(long["dataset"]))
@@ -137,7 +147,7 @@ def table_markdown(long: pd.DataFrame) -> str:
         if d not in mixed:
             class_set, classes, clips, clip_set = setups[d][0]
             over.append(f"- {name}: every row over the same {clips} clips (set {clip_set}), "
-                        f"class set {class_set} ({classes}).")
+                        f"class set {class_set} ({classes})." + _data_setups(long, d))
             continue
         over.append(f"- **{name}: not one setup.** Its rows are over different class sets "
                     "or clips, so their numbers are not comparable; compare only cells of "

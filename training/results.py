@@ -134,6 +134,8 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
             + f", seeds {', '.join(map(str, spec['seeds']))}; input: "
             + ("the apex frame alone (control)" if spec.get("input") == "apex"
                else "dynamic images"))
+    if config.get("data_setup"):
+        head += f"\nover: {config['data_setup']}"
     notes = "".join(f"\nnote: {n}" for n in config.get("notes", []))
     tables = {"epochs.csv": history, "predictions.csv": preds,
               "folds.csv": fold_scores(preds, len(classes)), "summary.csv": summary}

@@ -40,7 +40,7 @@ from mer_di.training.loop import TrainOptions
 from mer_di.training.plan import CVSpec, Plan, plan_run, resolve_device
 from mer_di.training.results import write_tables
 from mer_di.training.run_folder import is_leftover, read_config, run_lock, run_writes
-from mer_di.training.tags import setup_tags
+from mer_di.training.tags import data_tag, setup_tags
 from mer_di.training.units import unit_damage, unit_done
 
 RECORD_KEYS = ("spec", "caches_sha256", "classes", "clips", "units", "skipped")
@@ -188,6 +188,7 @@ def _run_locked(spec: CVSpec, plan: Plan, out: Path, record: dict[str, object], 
     if not config_path.exists():
         full = {**record, "notes": plan.notes,
                 "setup": setup_tags(plan, dev, plan.weights),
+                "data_setup": data_tag(plan),
                 "determinism": determinism,
                 "tool_version": __version__,
                 "torch": torch.__version__,

@@ -57,7 +57,7 @@ def crop_warnings(cache_params: list[dict[str, str]], caches: list[str]) -> list
     return out
 
 
-def loop_tags(train: TrainOptions, val_clips: int | None) -> list[str]:
+def loop_tags(train: TrainOptions) -> list[str]:
     """The loop's settings that differ from the paper's, and how the epoch was chosen."""
     e = train.epochs
     tags = [f"{e} epoch{'s' * (e != 1)}" if e != PAPER.epochs else "",
@@ -65,30 +65,25 @@ def loop_tags(train: TrainOptions, val_clips: int | None) -> list[str]:
             f"lr {train.lr:g}" if train.lr != PAPER.lr else ""]
     if train.select_epoch == "test-fold":
         tags.append(OPTIMISTIC)
-    elif val_clips:
-        tags.append(f"val split {val_clips} clips")  # carved from the training folds
+    elif train.val_fraction:
+        tags.append(f"val split {100 * train.val_fraction:g}%")  # of the training folds
     else:
         tags.append("last epoch (no val split)")
-    if val_clips or train.select_epoch == "test-fold":
+    if train.val_fraction or train.select_epoch == "test-fold":
         tags.append(f"patience {train.patience}" if train.patience else "no early stopping")
     return [t for t in tags if t]
 
 
 def setup_tags(plan, device: torch.device, weights: dict[str, str] | None = None
                ) -> dict[str, str]:
-    """Per model of ``plan``, what produced its rows and differs from the paper:
-    ``resnet34 (tiny, random init, 3 epochs, val split 8 clips, patience 10, fp32, 40 clips
-    (paper: 245), crop none, reproducible mode)``. ``weights``: per model, which
-    pretrained weights it starts from (timm's tag, or that the file does not say)."""
-    from mer_di.training.trainer import unit_split
-
+    """Per model of ``plan``, what produced its rows and differs from the paper, the same
+    on every dataset: ``resnet34 (tiny, random init, 3 epochs, val split 20%, patience 10,
+    fp32, reproducible mode)``. ``weights``: per model, which pretrained weights it starts
+    from (timm's tag, or that the file does not say). What depends on the data (the clips
+    against the paper's, the validation clips, the crop) is :func:`data_tag`'s."""
     spec, clips = plan.spec, plan.clips
     h, w = clips.full.shape[1:3]
-    fold_unit = next((u for u in plan.units if u.fold is not None), plan.units[0])
-    _, val, _ = unit_split(plan, fold_unit)
-    val_clips = None if val is None else len(val)
-    common = [*loop_tags(spec.train, val_clips), precision_tag(device, spec.train.amp),
-              clips_tag(clips.datasets), *crop_tags(plan.cache_params),
+    common = [*loop_tags(spec.train), precision_tag(device, spec.train.amp),
               mode_tag(spec.determinism)]
     out = {}
     for model, cfg in plan.cfgs.items():
@@ -99,3 +94,20 @@ def setup_tags(plan, device: torch.device, weights: dict[str, str] | None = None
                 (weights or {}).get(model, ""), *common, up]
         out[model] = ", ".join(t for t in tags if t)
     return out
+
+
+def data_tag(plan) -> str:
+    """What a run's numbers are over, against the paper: ``240 clips (paper: 245), 38
+    validation clips per fold, crop none``."""
+    from mer_di.training.trainer import unit_split
+
+    fold_unit = next((u for u in plan.units if u.fold is not None), plan.units[0])
+    _, val, test = unit_split(plan, fold_unit)
+    if plan.spec.train.select_epoch == "test-fold":
+        val_part = "epoch chosen on the test fold (no validation split)"
+    elif val is None:
+        val_part = "no validation split"
+    else:
+        val_part = f"{len(val)} validation clips per fold (of the training folds)"
+    return ", ".join([clips_tag(plan.clips.datasets), val_part,
+                      *crop_tags(plan.cache_params)])
