@@ -76,13 +76,18 @@ def small_class_notes(protocol: str, n_folds: int, labels: np.ndarray,
         return []
     labels = np.asarray(labels)
     counts = np.bincount(labels[labels >= 0], minlength=len(classes))
-    return [f"class {name!r} has {n} clip{'s' * (n != 1)}, fewer than the {n_folds} folds "
-            f"of {protocol}: at least {n_folds - n} test fold{'s' * (n_folds - n != 1)} hold "
-            "no clip of it, and their UAR and UF1 leave it out (UF1 counts it, as 0, only "
-            "where a clip was predicted as it), so the per-fold metrics (mean ± std over "
-            "folds) are over other classes from fold to fold; the pooled metrics count it "
-            "everywhere"
-            for name, n in zip(classes, counts.tolist(), strict=True) if 0 < n < n_folds]
+    notes = []
+    for name, n in zip(classes, counts.tolist(), strict=True):
+        if 0 < n < n_folds:
+            m = n_folds - n
+            folds = "1 test fold holds" if m == 1 else f"{m} test folds hold"
+            notes.append(
+                f"class {name!r} has {n} clip{'s' * (n != 1)}, fewer than the {n_folds} folds "
+                f"of {protocol}: at least {folds} no clip of it, and the UAR and UF1 of such "
+                "a fold leave it out (UF1 counts it, as 0, only where a clip was predicted as "
+                "it), so the per-fold metrics (mean ± std over folds) are over other classes "
+                "from fold to fold; the pooled metrics count it everywhere")
+    return notes
 
 
 def validation_split(train: np.ndarray, labels: np.ndarray, subjects: np.ndarray,

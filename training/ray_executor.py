@@ -28,6 +28,7 @@ configuration, seed, fold), spread over every CPU and GPU of a machine or a Ray 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import shutil
 import socket
@@ -55,6 +56,13 @@ TASK_NAME = "mer_di_unit"  # the worker's process title while it runs a unit ("r
 # every unit (seconds each at 224 px); the memory a unit leaves behind is returned after
 # it instead (see the module's notes).
 WORKER_MAX_CALLS = 0
+
+
+def _no_token_notice(record: logging.LogRecord) -> bool:
+    """Drops Ray's notice that it turned token authentication on (its secure default, for
+    a local instance or a cluster whose token this machine has): a library's line that
+    asks nothing of the user. Its warning that authentication is off stays."""
+    return not record.getMessage().startswith("Token authentication is enabled for this")
 
 
 def import_ray():
@@ -204,6 +212,8 @@ class RayExecutor:
         """Join the cluster (or start a local instance); True when this call started it."""
         if ray.is_initialized():
             return False
+        logging.getLogger("ray._private.authentication.authentication_token_setup"
+                          ).addFilter(_no_token_notice)
         try:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
