@@ -265,3 +265,26 @@ def test_pretrained_models_are_built_once_and_only_the_head_drawn_per_unit(tmp_p
     assert all(torch.equal(sa[k], sc[k]) for k in body)  # the body is the file's
     state = torch.load(path, weights_only=True)
     assert all(torch.equal(sa[k], state[k]) for k in body)
+
+
+# --- 6: a run prepares only the images its units read ------------------------------------
+
+def test_a_run_prepares_only_the_images_it_reads(casme2):
+    from types import SimpleNamespace
+
+    from mer_di.training.data import load_caches
+    from mer_di.training.samples import ImageBank, needed_images
+
+    def plan(configs, input_="di", pair=False):
+        spec = SimpleNamespace(input=input_, configs=configs)
+        return SimpleNamespace(spec=spec, cfgs={"m": SimpleNamespace(pair=pair)})
+
+    assert needed_images(plan(["baseline", "fliprot"])) == ("full",)
+    assert needed_images(plan(["dualdi"])) == ("full", "onset", "offset")
+    assert needed_images(plan(["baseline"], pair=True)) == ("full", "onset", "offset")
+    assert needed_images(plan(["baseline"], input_="apex")) == ("apex_frame",)
+    clips = load_caches([str(casme2)], "five")
+    every = ImageBank(clips, 16, (0.5,) * 3, (0.5,) * 3)
+    full = ImageBank(clips, 16, (0.5,) * 3, (0.5,) * 3, names=("full",))
+    assert len(full.tensor) == len(clips) < len(every.tensor)
+    assert torch.equal(full.tensor, every.tensor[:len(clips)])
