@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         table = markdown_table(records)
         print(table)
         payload = {
-            "command": "python benchmarks/bench_snapshot.py " + " ".join(
-                argv if argv is not None else sys.argv[1:]),
+            "command": " ".join(["python benchmarks/bench_snapshot.py",
+                                 *(argv if argv is not None else sys.argv[1:])]),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": {**machine_base(), "torch": torch.__version__,
                         "torch_threads": torch.get_num_threads(),

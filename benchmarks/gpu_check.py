@@ -21,7 +21,8 @@ Sections (a section that fails is recorded with its error and the script goes on
 5. ``models`` (:mod:`gpu_models`): each of the six full-size Table I models at batch 25,
    random init: loop and floor img/s (``bench_train.bench_case``), their ratio, peak
    memory, the best-epoch snapshot cost (``bench_snapshot.snapshot_cost``), the GPU's
-   kernel-busy fraction and the per-unit start-up (build + move to the GPU).
+   kernel-busy fraction and the per-unit start-up (build + move to the GPU), under
+   ``--mode`` (default reproducible, the default of ``mer-train cv`` and ``table1``).
 
 Without a GPU it runs its CPU half: section 5's snapshot cost on the CPU, and sections 1-4
 and the GPU figures of 5 marked "not measured: no GPU". ``--rehearse-on-cpu`` runs sections
@@ -81,6 +82,7 @@ class Check:
     def __init__(self, device: str, gpu: bool, tiny: bool, work: Path, rehearse: bool = False):
         self.device, self.gpu, self.tiny, self.work = device, gpu, tiny, work
         self.rehearse = rehearse
+        self.mode = "reproducible"  # of section 5 (the default of mer-train cv and table1)
         self.models = ["learnet"] if tiny else ["learnet", "resnet34", "vit_base_patch16_224"]
         self._cache: Path | None = None
 
@@ -231,9 +233,17 @@ def ray_shared_gpu(check: Check) -> dict:
 
 
 def models(check: Check) -> dict:
+    """Section 5, in this process, under ``check.mode``: set here, before this process's
+    first CUDA kernel (the earlier sections ran in their own processes, and inherit no
+    cuBLAS setting from this one: section 5 runs last)."""
     import gpu_models
+    import torch
 
-    return gpu_models.measure_models(check.device, check.gpu, check.tiny, check.rehearse)
+    from mer_di.training.determinism import apply_determinism
+
+    mode = apply_determinism(check.mode, torch.device(check.device))
+    return {**gpu_models.measure_models(check.device, check.gpu, check.tiny, check.rehearse),
+            "determinism": mode}
 
 
 def markdown(report: dict) -> str:
@@ -261,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="without a GPU, run sections 2-5 on the CPU all the same")
     ap.add_argument("--sections", default=",".join(SECTIONS),
                     help="comma-separated, of: " + ", ".join(SECTIONS))
+    ap.add_argument("--mode", choices=MODES, default="reproducible",
+                    help="the determinism mode of section 5 (default: %(default)s)")
     ap.add_argument("--out", type=Path, default=None, help="the JSON (default: results/"
                     "gpu_check_<device>.json)")
     args = ap.parse_args(argv)
@@ -271,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cuda" if gpu else "cpu")
     rehearse = args.rehearse_on_cpu and not gpu
     report: dict = {
-        "command": "python benchmarks/gpu_check.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python benchmarks/gpu_check.py",
+                             *(argv if argv is not None else sys.argv[1:])]),
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "gpu": gpu,
         "device_name": torch.cuda.get_device_name(device) if gpu else "cpu (no GPU)",
         "machine": {**machine_base(), "torch": torch.__version__,
@@ -284,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [s.strip() for s in args.sections.split(",")]
     with TemporaryDirectory(prefix="gpu_check_") as tmp:
         check = Check(device.type, gpu, args.tiny, Path(tmp), rehearse)
+        check.mode = args.mode
         for name in SECTIONS:
             if name not in wanted:
                 continue
