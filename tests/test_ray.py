@@ -173,7 +173,9 @@ def _fake_worker(monkeypatch, cuda: bool, fail: bool = False) -> dict[str, list]
 
     monkeypatch.setattr(trainer, "run_unit", run_unit)
     monkeypatch.setattr(trainer, "write_unit", lambda folder, result: None)
-    monkeypatch.setattr(samples, "ImageBank", lambda *a: calls["bank"].append(a[-1]))
+    monkeypatch.setattr(samples, "ImageBank", lambda clips, size, mean, std, device, *names:
+                        calls["bank"].append(device))
+    monkeypatch.setattr(samples, "needed_images", lambda plan: ("full",))
     monkeypatch.setattr(ray_executor, "_BANK", {})
     monkeypatch.setattr(ray_executor, "apply_determinism",
                         lambda mode, device: calls["determinism"].append((mode, device)))
