@@ -13,9 +13,9 @@ configuration, seed, fold), spread over every CPU and GPU of a machine or a Ray 
   gives what it would have given the first time, and the finished run equals a local one.
 - Workers are reused on purpose (:data:`WORKER_MAX_CALLS`): a GPU worker keeps running
   units, so it keeps its prepared images and its CUDA context. What it must not keep is
-  the memory of the unit before: after every unit it returns its cached GPU memory to the
-  driver (``torch.cuda.empty_cache``), and a worker given a fraction of a GPU
-  (``--unit-gpus 0.5``) is bounded to that fraction of the GPU's memory
+  the memory of the unit before: after every unit it releases the GPU memory PyTorch's
+  allocator still caches for it (``torch.cuda.empty_cache``), and a worker given a fraction
+  of a GPU (``--unit-gpus 0.5``) is bounded to that fraction of the GPU's memory
   (``torch.cuda.set_per_process_memory_fraction``), so that units sharing a GPU cannot
   starve each other. Each worker sets the run's determinism mode
   (:func:`mer_di.training.determinism.apply_determinism`) before it touches the GPU, and
