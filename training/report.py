@@ -9,6 +9,7 @@ The report folder holds::
     table.md, table.csv     one row per model x configuration; per dataset (and "all" for a
                             run over several): mean +- std over folds, and pooled over folds
     paired.md, paired.csv   each configuration against the baseline on the same folds
+    table.tex, paired.tex   the same tables as LaTeX (booktabs), to paste into a paper
     confusion_<run>_<model>_<config>.png, curves_<run>_<model>_<config>.png
 
 The work is split: :mod:`~mer_di.training.report_runs` reads the run folders,
@@ -35,6 +36,7 @@ from mer_di._paths import check_writable, make_folder
 from mer_di.errors import ReportError
 from mer_di.training.figures import plot_confusion, plot_curves
 from mer_di.training.report_inflation import inflation, inflation_markdown
+from mer_di.training.report_latex import paired_latex, table_latex
 from mer_di.training.report_paired import paired, paired_markdown
 from mer_di.training.report_runs import (
     DATASET_NAMES,
@@ -130,6 +132,8 @@ def make_report(runs: list[str | Path], out: str | Path | None = None,
     contents: dict[Path, bytes | str] = {
         out / "table.md": table_md, out / "table.csv": table_wide(long).to_csv(index=False),
         out / "paired.md": paired_md, out / "paired.csv": pairs.to_csv(index=False)}
+    contents.update({out / "table.tex": table_latex(long),  # to paste into a paper
+                     out / "paired.tex": paired_latex(pairs, n_boot, seed)})
     inflated = inflation(loaded, n_boot, seed)
     if len(inflated):  # the paper's protocol beside ours, on the same folds
         inflation_md = f"{inflation_markdown(inflated, n_boot, seed)}\n"
