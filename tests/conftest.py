@@ -36,3 +36,15 @@ def small_datasets(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("synth")
     return {name: generate_dataset(name, base / name, seed=7, **SMALL).root
             for name in ("casme2", "samm", "mmew")}
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A generated CASME II cache of 15 clips at 32 px: a tiny run of it trains in about a
+    second (issue 18's tests run many)."""
+    from mer_di.pipeline.build import BuildOptions, build_cache
+
+    base = tmp_path_factory.mktemp("tiny")
+    root = generate_dataset("casme2", base / "casme2", subjects=3, clips_per_class=1,
+                            frame_size=(32, 32), length=(6, 8), seed=3).root
+    return build_cache("casme2", root, base / "c.h5", options=BuildOptions(size=32)).cache

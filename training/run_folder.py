@@ -114,7 +114,8 @@ def run_writes(out: Path, names: list[str]) -> Iterator[None]:
             sum(folder_bytes(d) for d in done) / len(done) if done else 0)
         kept = (f"{len(done)} of {len(names)} units are finished and kept in {units_dir}"
                 if done else "no unit is finished yet")
-        then = f"finish the run with `{resume_command(out)}`"
+        then = (f"finish the run with `{resume_command(out)}` (under mer-train table1: run "
+                "the same command again)")
         if exc.disk_full:
             need = (f"; the rest of the run needs about {human_bytes(per_unit * left)}"
                     if per_unit and left else "")

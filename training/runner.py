@@ -89,11 +89,12 @@ def _changed_caches(saved: dict[str, object], now: dict[str, object]) -> list[st
 
 def resume_spec(out: str | Path) -> CVSpec:
     """The :class:`CVSpec` a run folder was started with (``mer-train cv --resume --out``)."""
+    config = read_config(Path(out))  # a damaged one is named, with the reason
     try:
-        spec = dict(json.loads((Path(out) / "config.json").read_text())["spec"])
+        spec = dict(config["spec"])
         spec["train"] = TrainOptions(**spec["train"])
         return CVSpec(**spec)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise RunError(f"--resume: {out} holds no readable run configuration ({exc}); give "
                        "the run's options, or another --out") from None
 
