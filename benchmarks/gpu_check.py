@@ -83,6 +83,9 @@ class Check:
         self.device, self.gpu, self.tiny, self.work = device, gpu, tiny, work
         self.rehearse = rehearse
         self.mode = "reproducible"  # of section 5 (the default of mer-train cv and table1)
+        # torch threads of every cv unit, local or on Ray: the CPU's sums depend on them, so
+        # runs compared for equality use the same
+        self.threads = "2" if gpu else "1"
         self.models = ["learnet"] if tiny else ["learnet", "resnet34", "vit_base_patch16_224"]
         self._cache: Path | None = None
 
@@ -106,8 +109,8 @@ class Check:
         return TRAIN + ["cv", "--cache", str(self.cache()), *models, "--tiny", "--config",
                         "baseline", "--protocol", "subject-kfold", "--folds", "2", "--epochs",
                         "1" if self.tiny else "2", "--batch-size", "8", "--device",
-                        self.device, "--determinism", mode, "--quiet", "--out", str(out),
-                        *extra]
+                        self.device, "--determinism", mode, "--unit-cpus", self.threads,
+                        "--quiet", "--out", str(out), *extra]
 
     def run_dir(self, name: str) -> Path:
         return self.work / "runs" / name
@@ -207,8 +210,7 @@ def _poll_gpu_processes(stop: threading.Event, seen: list[int]) -> None:
 
 def ray_shared_gpu(check: Check) -> dict:
     run = check.run_dir("ray")
-    share = ["--unit-gpus", "0.5", "--unit-cpus", "2"] if check.gpu else [
-        "--unit-gpus", "0", "--unit-cpus", "1"]
+    share = ["--unit-gpus", "0.5" if check.gpu else "0"]
     seen: list[int] = []
     stop = threading.Event()
     poller = threading.Thread(target=_poll_gpu_processes, args=(stop, seen), daemon=True)
