@@ -20,8 +20,7 @@ the training entries do.
 
 from __future__ import annotations
 
-import importlib
-
+from mer_di._lazy import lazy_names
 from mer_di.errors import (
     BuildError,
     CacheError,
@@ -68,14 +67,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mer_di' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)

@@ -10,27 +10,13 @@ torch: an interrupt while torch loads is then the command's to handle (``interru
 
 from __future__ import annotations
 
-import importlib
+from mer_di._lazy import lazy_names
 
-_LAZY = {
+__all__ = ["CVSpec", "TrainOptions", "make_report", "predict", "run_cv"]
+__getattr__, __dir__ = lazy_names(__name__, {
     "CVSpec": "mer_di.training.plan",
     "TrainOptions": "mer_di.training.loop",
     "make_report": "mer_di.training.report",
     "predict": "mer_di.training.inference",
     "run_cv": "mer_di.training.runner",
-}
-
-__all__ = ["CVSpec", "TrainOptions", "make_report", "predict", "run_cv"]
-
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mer_di.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+}, __all__)
