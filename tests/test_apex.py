@@ -173,24 +173,13 @@ def test_manifest_summary_counts_the_clips_that_need_spotting(casme, tmp_path):
             in summarise(manifest))
 
 
-def _reference_cells(frames: np.ndarray, grid: int = 48) -> np.ndarray:
-    """The spotter's grey cells as computed up to issue 22 (float32 NumPy means): the fast
-    path must spot the same apexes."""
-    x = np.asarray(frames)
-    if x.ndim == 4:
-        x = x.mean(axis=3, dtype=np.float32) if x.shape[3] > 1 else x[..., 0]
-    x = x.astype(np.float32, copy=False)
-    t, h, w = x.shape
-    s = max(1, min(h, w) // grid)
-    gh, gw = h // s, w // s
-    return x[:, :gh * s, :gw * s].reshape(t, gh, s, gw, s).mean(axis=(2, 4))
-
-
 @pytest.mark.parametrize("dataset", ["casme2", "samm", "mmew", "smic", "casme3"])
 def test_fast_grey_cells_spot_the_same_apexes_on_look_alikes(dataset, monkeypatch):
-    """Issue 22: the integer cell sums give the cells of the float32 means (to rounding)
-    and the same spotted apex on every generated clip, at several sizes and noise levels."""
+    """Issue 22: the integer cell sums give the cells of the float32 means (the arithmetic
+    before, :func:`numpy_grey_cells`, to rounding) and the same spotted apex on every
+    generated clip, at several sizes and noise levels."""
     from mer_di.pipeline import apex as apex_module
+    from mer_di.pipeline.apex import numpy_grey_cells as _reference_cells
 
     spec = get_spec(dataset)
     plan = spec.plan(3, 1, spec.length, np.random.default_rng(7))
