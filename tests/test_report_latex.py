@@ -10,10 +10,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mer_di.training.report import make_report
-from mer_di.training.report_latex import tex_escape
+from mer_di.training.report_latex import table_latex, tex_escape
 from tests.test_report import make_run
 
 # what a row's tag may hold: every character LaTeX treats as special
@@ -108,6 +109,19 @@ def test_a_column_of_mixed_setups_is_lettered_and_has_no_best(tmp_path):
     mean_table = table.split("\\end{table}")[0]
     assert "\\textsuperscript{[b]}" in mean_table and "not one setup" in mean_table
     assert mean_table.count("\\textbf{") == 3 + 1  # SAMM's columns; 'not one setup'
+
+
+def test_a_failed_row_says_why_in_a_note(tmp_path):
+    rep = make_report(_runs(tmp_path)[:1], out=tmp_path / "report", n_boot=200, figures=False)
+    first = rep.table.iloc[0].to_dict()
+    failed = {c: first[c] for c in ("dataset", "class_set", "classes", "clips", "clip_set")}
+    long = pd.concat([rep.table, pd.DataFrame([{
+        **failed, "model": "my_net", "config": "baseline", "folds": 4,
+        "failed": "4 unit(s) failed: out of memory at 100% & more"}])], ignore_index=True)
+    tex = table_latex(long)
+    check_well_formed(tex)
+    assert "my\\_net & baseline & failed\\textsuperscript{2}" in tex
+    assert "out of memory at 100\\% \\& more" in tex
 
 
 def test_tex_escape():

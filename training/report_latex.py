@@ -17,7 +17,7 @@ import re
 import pandas as pd
 
 from mer_di.training.report_runs import DATASET_NAMES, METRIC_NAMES
-from mer_di.training.report_table import SETUP_COLUMNS, column_setups
+from mer_di.training.report_table import SETUP_COLUMNS, _failed, column_setups
 from mer_di.training.results import METRICS
 
 _SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -121,11 +121,6 @@ def _tabular(long: pd.DataFrame, cell, notes: _Notes) -> list[str]:
         out.append(f"{shown_name} & {tex_escape(config)} & " + " & ".join(cells) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
     return out
-
-
-def _failed(row: dict) -> str:
-    why = row.get("failed")
-    return why if isinstance(why, str) else ""
 
 
 def _over(long: pd.DataFrame) -> list[str]:
