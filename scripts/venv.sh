@@ -22,8 +22,10 @@ elif ! "$VENV/bin/python" -I -c "import mer_di" 2>/dev/null; then  # light: no t
 fi
 if [ "$(cat "$_mer_stamp" 2>/dev/null)" != "$_mer_want" ]; then
   rm -f "$_mer_stamp"
-  if "$VENV/bin/python" -m pip install --quiet --upgrade pip &&
-     "$VENV/bin/python" -m pip install --quiet -c scripts/constraints.txt \
+  # -qq: pip's errors only (a failed install still says why), not its warnings about
+  # this machine's index settings, one per package
+  if "$VENV/bin/python" -m pip install -qq --upgrade pip &&
+     "$VENV/bin/python" -m pip install -qq -c scripts/constraints.txt \
        -e ".${_mer_extras:+[$_mer_extras]}"; then
     echo "$_mer_want" > "$_mer_stamp"
   else

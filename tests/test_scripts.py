@@ -78,8 +78,8 @@ def test_venv_sh_says_what_the_first_run_does_and_later_runs_install_nothing(tmp
     assert f"reached the tests with {venv}/bin/python" in first.stdout
     made = calls()
     assert made[0] == f"python3 -m venv {venv}"
-    assert "-m pip install --quiet --upgrade pip" in made
-    assert made[-1] == "-m pip install --quiet -c scripts/constraints.txt -e .[test]"
+    assert "-m pip install -qq --upgrade pip" in made
+    assert made[-1] == "-m pip install -qq -c scripts/constraints.txt -e .[test]"
 
     again = _venv_sh(project, venv, log)
     assert again.returncode == 0, again.stderr
