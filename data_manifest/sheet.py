@@ -13,6 +13,7 @@ import csv
 import io
 import itertools
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,18 @@ def _csv_rows(path: Path) -> Iterator[list[object]]:
     yield from csv.reader(io.StringIO(text, newline=""), delimiter=separator)
 
 
+def _openpyxl():
+    """openpyxl, without its warnings about the workbook features it drops on reading (data
+    validation, conditional formatting, a missing default style: ``UserWarning: Data
+    Validation extension is not supported and will be removed``, with a path into
+    site-packages). Only cell values are read here and no workbook is written back, so
+    they concern nothing the user does."""
+    import openpyxl
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"openpyxl\.")
+    return openpyxl
+
+
 def _iter_sheets(path: Path):
     """Yield ``(sheet_name, rows, formulas)`` for every sheet: ``rows`` an iterator of
     lists of cell values, read lazily (a workbook that declares a huge grid, or a cell at
@@ -93,7 +106,7 @@ def _iter_sheets(path: Path):
         yield path.name, _csv_rows(path), dict
         return
     if suffix in (".xlsx", ".xlsm"):
-        import openpyxl
+        openpyxl = _openpyxl()
 
         try:
             wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
@@ -117,9 +130,7 @@ def _iter_sheets(path: Path):
 
 def _formulas(path: Path, title: str) -> dict[tuple[int, int], str]:
     """The formula cells of sheet ``title``: ``{(excel_row, column_index): '=...'}``."""
-    import openpyxl
-
-    wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
+    wb = _openpyxl().load_workbook(path, read_only=True, data_only=False)
     try:
         ws = wb[title]
         ws.reset_dimensions()

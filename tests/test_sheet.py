@@ -69,3 +69,26 @@ def test_not_a_workbook(tmp_path):
     path.write_text("not a zip")
     with pytest.raises(Exception, match="cannot read as an Excel workbook"):
         read_table(path, REQUIRED)
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_sheet_with_data_validation_reads_without_openpyxls_warning(tmp_path):
+    """A workbook Excel saved with data validation made openpyxl print 'UserWarning: Data
+    Validation extension is not supported and will be removed' (a path into
+    site-packages) on every manifest; the values are read all the same."""
+    import zipfile
+
+    plain = _workbook(tmp_path / "plain.xlsx", [("S", [
+        ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Estimated Emotion"],
+        [1, "a", 1, 2, 3, "x"]])])
+    path = tmp_path / "validated.xlsx"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"</worksheet>", (
+                    b'<extLst><ext uri="{CCE6A557-97BC-4b89-ADB6-D9C93CAAB3DF}" xmlns:x14='
+                    b'"http://schemas.microsoft.com/office/spreadsheetml/2009/9/main">'
+                    b'<x14:dataValidations count="0"/></ext></extLst></worksheet>'))
+            dst.writestr(item, data)
+    assert read_table(path, REQUIRED).rows[0][1]["apex"] == 2
