@@ -29,7 +29,7 @@ mer-prep inspect --cache "$OUT/casme2.h5"
 
 echo
 echo "== 4. one clip's images beside its onset, apex and offset frames"
-CLIP=$(python -c "import csv,sys; r=[x for x in csv.DictReader(open(sys.argv[1])) if not x['quirk']][0]; print(r['subject']+'/'+r['clip'])" "$OUT/casme2/synth_ground_truth.csv")
+CLIP=$(python -c "import csv,sys; f=open(sys.argv[1]); r=[x for x in csv.DictReader(f) if not x['quirk']][0]; f.close(); print(r['subject']+'/'+r['clip'])" "$OUT/casme2/synth_ground_truth.csv")
 mer-prep show --cache "$OUT/casme2.h5" "$CLIP" --out "$OUT/clip.png"
 
 echo
