@@ -22,10 +22,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from mer_di._files import PARTIAL
 from mer_di.training.cli import main as mer_train
 
 REAL_OPEN = builtins.open
+PARTIAL = ".partial-"  # a temporary file beside its final name: .NAME.partial-PID
 CV = ["--quiet", "--tiny", "--model", "learnet", "--config", "baseline", "--protocol", "kfold",
       "--folds", "2", "--epochs", "1", "--batch-size", "8", "--val-fraction", "0"]
 TABLE1 = ["--model", "learnet", "--config", "baseline", "--folds", "2", "--epochs", "1",
@@ -96,8 +96,9 @@ def invoke(args: list[str], faults: Faults | None = None):
 
 
 def leftovers(folder: Path) -> list[Path]:
+    """Temporary files and folders (ours, and the names used before issue 18), a lock."""
     return [p for p in folder.rglob("*") if PARTIAL in p.name or p.name.startswith(".tmp-")
-            or p.name == ".lock"]
+            or p.suffix in (".tmp", ".partial") or p.name == ".lock"]
 
 
 def check_whole(folder: Path) -> None:
