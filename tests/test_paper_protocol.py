@@ -288,3 +288,12 @@ def test_a_run_prepares_only_the_images_it_reads(casme2):
     full = ImageBank(clips, 16, (0.5,) * 3, (0.5,) * 3, names=("full",))
     assert len(full.tensor) == len(clips) < len(every.tensor)
     assert torch.equal(full.tensor, every.tensor[:len(clips)])
+
+
+# --- 5: --device is the local executor's -------------------------------------------------
+
+def test_device_with_ray_is_refused_not_ignored(casme2, tmp_path):
+    r = _mer("cv", "--cache", str(casme2), "--model", "learnet", "--executor", "ray",
+             "--device", "cpu", "--out", str(tmp_path / "r"), *FAST)
+    assert r.exit_code == 2 and "--device cpu applies to --executor local" in r.output
+    assert not (tmp_path / "r").exists()

@@ -175,6 +175,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epoc
     from mer_di.training import CVSpec, TrainOptions, run_cv
 
     runner = make_executor(executor, ray_address, unit_cpus, unit_gpus, not quiet)
+    _device_for(executor, device)
     ctx = click.get_current_context()
     if protocol in ("loso", "lodo") and (ctx.get_parameter_source("folds")
                                          is not click.core.ParameterSource.DEFAULT):
@@ -215,6 +216,15 @@ def _clip_lists(values: tuple[str, ...]) -> dict[str, str]:
                                      param_hint="--clips")
         out[key] = what
     return out
+
+
+def _device_for(executor: str, device: str) -> None:
+    """``--device`` is the local executor's: Ray's workers take the GPUs ``--unit-gpus``
+    gives them, so a ``--device`` there would be silently ignored; refused instead."""
+    if executor == "ray" and device != "auto":
+        raise click.UsageError(f"--device {device} applies to --executor local; with "
+                               "--executor ray each unit runs where Ray places it (on a GPU "
+                               "with --unit-gpus > 0, else on CPUs: --unit-gpus 0)")
 
 
 def make_executor(kind: str, address: str | None, unit_cpus: float | None,
@@ -297,6 +307,7 @@ def table1(caches, weights_dir, pretrained, allow_random_init, models, configs, 
 
     models = tuple(models) or TABLE1_MODELS
     runner = make_executor(executor, ray_address, unit_cpus, unit_gpus, not quiet)
+    _device_for(executor, device)
     rep = run_table1(list(caches), out, weights_dir=weights_dir, models=models,
                      configs=tuple(configs) or tuple(CONFIGS), folds=folds, seeds=tuple(seeds),
                      train=TrainOptions(epochs=epochs), tiny=tiny,
