@@ -173,15 +173,19 @@ def test_cv_survives_a_failed_write_at_every_write(clean, tmp_path):
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO])
 def test_report_and_predict_survive_a_failed_write_at_every_write(clean, tmp_path, err):
     base, cache = clean["base"], str(clean["cache"])
+    tables = 4  # table.md, table.csv, paired.md, paired.csv; then the figures
+    assert clean["report"] > tables
     for k in range(1, clean["report"] + 1):
         out = tmp_path / f"report{k}"
         args = ["report", str(base / "run"), "--bootstrap", "200", "--out", str(out)]
+        if k <= tables:  # the tables are written first: no figures to draw for them
+            args.append("--no-figures")
         faults = Faults(at=k, err=err)
         check_fault(invoke(args, faults), faults, out, "run the same command again")
         assert invoke(args).exit_code == 0
         _same(out / "table.csv", base / "report" / "table.csv")
         assert sorted(p.name for p in out.iterdir()) == sorted(
-            p.name for p in (base / "report").iterdir())
+            p.name for p in (base / "report").iterdir() if k > tables or p.suffix != ".png")
     for k in range(1, clean["predict"] + 1):
         out = tmp_path / f"pred{k}.csv"
         args = ["predict", "--run", str(base / "run"), "--cache", cache, "--fold", "0",
@@ -194,12 +198,12 @@ def test_report_and_predict_survive_a_failed_write_at_every_write(clean, tmp_pat
 
 
 def test_table1_survives_a_failed_write(clean, tmp_path):
-    """At its first write, the first unit's, the first and last of its cv's tables, the
-    report's first and last: the writes between are cv's and report's, each failed in
-    turn above. ENOSPC and EIO by turns."""
+    """At its first write, the last of its cv's (tables.json), the report's first and
+    last: the writes between are cv's and report's, each failed in turn above. ENOSPC
+    and EIO by turns."""
     base, cache = clean["base"], str(clean["cache"])
     n, cv = clean["table1"], clean["cv"]
-    for i, k in enumerate(sorted({1, 2, cv - 5, cv, cv + 1, n})):
+    for i, k in enumerate(sorted({1, cv, cv + 1, n})):
         out = tmp_path / f"t{k}"
         args = ["table1", *TABLE1, "--cache", cache, "--out", str(out)]
         faults = Faults(at=k, err=(errno.ENOSPC, errno.EIO)[i % 2])
