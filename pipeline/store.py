@@ -6,9 +6,13 @@ A clip group holds the dynamic images ``full``, ``onset`` and ``offset`` (each t
 float32 weighted sum, shape (H, W, C), C = 3 (RGB) or 1 (greyscale); a phase of one frame
 is absent) and ``apex_frame``, the clip's apex frame (uint8, same crop, size and channels,
 RGB; the middle frame when the sheet's apex is unusable, see :attr:`CachedClip.apex_source`).
-The group's attributes are its manifest row (:data:`mer_di.data_manifest.records.FIELDS`)
-plus ``fingerprint``, ``phases``, ``notes``, ``crop_box``, ``jpeg_reduce`` and
-``channels``; the root's are the provenance (:data:`ROOT_ATTRS`).
+Each image is stored as one HDF5 chunk with a Fletcher-32 checksum (caches written before
+issue 22 have h5py's smaller chunks, also checksummed: readers see no difference), so
+damaged pixels are an error when read, by h5py or the HDF5 tools too. The group's
+attributes are its manifest row (:data:`mer_di.data_manifest.records.FIELDS`) plus
+``row_fingerprint``, ``fingerprint``, ``phases``, ``notes``, ``crop_box``,
+``jpeg_reduce``, ``channels``, ``apex_source``, ``apex_used`` and ``spotted_apex``; the
+root's are the provenance (:data:`ROOT_ATTRS`).
 
 Writing (crash-safe, one writer at a time) is :mod:`mer_di.pipeline.writer`'s business.
 """
