@@ -11,7 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from mer_di.training.models import MODEL_NAMES, ModelError, ModelInfo, build_model, is_known
+from mer_di.training.models import (
+    ALL_MODEL_NAMES,
+    MODEL_NAMES,
+    ModelError,
+    ModelInfo,
+    build_model,
+    is_known,
+)
 from mer_di.training.models.timm_models import create_timm
 from mer_di.training.models.vggface import TINY, VGGFace
 
@@ -290,9 +297,10 @@ def test_registry_is_filled_on_any_import():
             "print(','.join(registered()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
-    assert out == ",".join(MODEL_NAMES)
+    assert out == ",".join(ALL_MODEL_NAMES)
     assert MODEL_NAMES == ("vggface", "vgg19", "resnet34", "efficientnet_b0",
                            "vit_base_patch16_224", "learnet", "dianet")
+    assert ALL_MODEL_NAMES == (*MODEL_NAMES, "ststnet", "off_apexnet")  # the flow models
 
 
 # a full build of these is cheap; the others' full builds run on the meta device (no memory)
@@ -353,7 +361,7 @@ def test_metadata_values():
 def test_metadata_errors_match_build_errors():
     from mer_di.training.models import model_cfg
 
-    names = ", ".join(MODEL_NAMES)
+    names = ", ".join(ALL_MODEL_NAMES)  # the DI models and the flow models
     for call in (model_cfg, lambda name, **kw: build_model(name, 5, **kw)):
         with pytest.raises(ModelError) as err:
             call("resnet-35")

@@ -4,9 +4,10 @@ code (:func:`register_model`), and readable without building anything (:func:`mo
 
 Registered in :mod:`.vggface` (``vggface``), :mod:`.timm_models` (``vgg19``, ``resnet34``,
 ``efficientnet_b0``, ``vit_base_patch16_224``, and any other timm model name as the fallback),
-:mod:`.learnet` and :mod:`.dianet`. Nothing is downloaded: models start from random
-initialisation unless ``pretrained`` names a local weights file (see :mod:`.weights` for the
-formats and the loading rule).
+:mod:`.learnet`, :mod:`.dianet` and, fed optical flow instead of dynamic images
+(``ModelCfg.input_kind == "flow"``), :mod:`.flow_models` (``ststnet``, ``off_apexnet``).
+Nothing is downloaded: models start from random initialisation unless ``pretrained`` names
+a local weights file (see :mod:`.weights` for the formats and the loading rule).
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ class ModelCfg:
     ``forward(onset, offset)``. ``weights_file``: the file name its pretrained weights go by
     in a weights folder: ``vgg_face_dag.pth`` for vggface, ``<name>.pth`` for a timm model,
     the backbone's ``<backbone>.pth`` for dianet (loaded into both streams), None for a model
-    trained from scratch by design (``from_scratch``: learnet).
+    trained from scratch by design (``from_scratch``: learnet, ststnet, off_apexnet).
+
+    ``input_kind``: what the model is fed, ``"di"`` (the dynamic images above, every model
+    but the flow models) or ``"flow"`` (a clip's optical flow phase, channels u, v, optical
+    strain, scaled by :func:`mer_di.training.flow_input.prepare_flow`, after which ``mean``
+    0 and ``std`` 1 leave it as it is). ``flow_channels``: the channels of that input a flow
+    model reads, in order (``("u", "v", "strain")`` for ststnet, ``("u", "v")`` for
+    off_apexnet, which is still fed all three and ignores the third); empty for "di".
     """
 
     name: str
@@ -46,6 +54,11 @@ class ModelCfg:
     pair: bool
     weights_file: str | None
     from_scratch: bool = False
+    input_kind: str = "di"
+    flow_channels: tuple[str, ...] = ()
+
+
+INPUT_KINDS = ("di", "flow")  # the values of ModelCfg.input_kind
 
 
 @dataclass(frozen=True)
@@ -60,6 +73,7 @@ class ModelInfo:
     pair: bool
     pretrained: str | None
     n_params: int
+    input_kind: str = "di"
 
 
 # cfg(name, tiny, backbone) -> ModelCfg
@@ -235,7 +249,8 @@ def build_model(name: str, num_classes: int, *, pretrained: str | Path | None = 
     cfg = entry.cfg(name, tiny, backbone)
     info = ModelInfo(name=name, input_size=cfg.input_size, mean=cfg.mean, std=cfg.std,
                      pair=cfg.pair, pretrained=str(pretrained) if pretrained is not None else None,
-                     n_params=sum(p.numel() for p in model.parameters()))
+                     n_params=sum(p.numel() for p in model.parameters()),
+                     input_kind=cfg.input_kind)
     return model, info
 
 
