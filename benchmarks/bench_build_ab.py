@@ -23,10 +23,7 @@ variants are what changed since the figures of 2026-11-22 in ``benchmarks/README
 - ``part files``: no part file written (the cache alone);
 - ``hostile checks``: frames read by ``np.fromfile`` and decoded with no header check
   (size, channels, hostile sizes, regular file);
-- ``writer thread``: part files and cache writes on the main thread (code since issue 22);
-- ``OpenCV threads limited``: OpenCV's own thread pool left at its default while decoding
-  (code since issue 22);
-- ``all of them``: the six parts before ``writer thread`` off at once (for the code before
+- ``all of them``: the six parts above off at once (for the code before
   issue 22: the build as of 2026-11-22, about).
 
 A variant whose patch target no longer exists in the code is reported as not applicable.
@@ -115,18 +112,6 @@ def _apex_frame():
     return _without(images=(APEX_FRAME,))
 
 
-def _no_writer_thread():
-    from mer_di.pipeline import build
-
-    return mock.patch.object(build, "WRITER_THREAD", False)
-
-
-def _opencv_threads():
-    from mer_di.pipeline import build
-
-    return mock.patch.object(build, "OPENCV_THREADS_LIMITED", False)
-
-
 VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "fletcher32": _no_fletcher32,
     "attributes": lambda: _without(attrs=NEW_ATTRS),
@@ -134,22 +119,16 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "spotting": _no_spotting,
     "part files": _no_parts,
     "hostile checks": _no_checks,
-    "writer thread": _no_writer_thread,
-    "OpenCV threads limited": _opencv_threads,
 }
 
 
 @contextlib.contextmanager
 def _all_off():
     with contextlib.ExitStack() as stack:
-        for name, make in VARIANTS.items():
-            if name in ISSUE_VARIANTS and _applicable(make):
+        for make in VARIANTS.values():
+            if _applicable(make):
                 stack.enter_context(make())
         yield
-
-
-ISSUE_VARIANTS = ("fletcher32", "attributes", "apex_frame", "spotting", "part files",
-                  "hostile checks")
 
 
 def _applicable(make) -> bool:

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
 import h5py
 import numba
 import numpy as np
@@ -49,11 +48,9 @@ from mer_di.pipeline.store import (
     read_root_attrs,
     usable_apex,
 )
-from mer_di.pipeline.writer import CacheWriter, ClipWrites, PartStore, writer_lock
+from mer_di.pipeline.writer import CacheWriter, PartStore, writer_lock
 
 SWITCH_INTERVAL_S = 0.0002  # the GIL switch interval while decoding (Python's default 5 ms)
-WRITER_THREAD = True  # part files and cache writes on a thread of their own (ClipWrites)
-OPENCV_THREADS_LIMITED = True  # OpenCV's threads limited like Numba's while decoding
 
 
 @dataclass
@@ -355,18 +352,13 @@ class PooledClip:
 
 @contextmanager
 def _decoding_threads(workers: int) -> Iterator[None]:
-    """Numba, OpenCV and the GIL tuned for decoding with ``workers`` threads, restored
-    after."""
+    """Numba and the GIL tuned for decoding with ``workers`` threads, restored after."""
     # The kernel runs between decodes; with every core decoding, Numba's parallel threads
     # only steal CPU from the decoders (measured: 55-67% -> 75-93% of the decode floor).
     kernel_threads = max(1, min(numba.config.NUMBA_NUM_THREADS,
                                 (os.cpu_count() or 1) - workers))
     previous_threads = numba.get_num_threads()
     numba.set_num_threads(kernel_threads)
-    # the same for OpenCV's own threads (Haar detection, resizing): the decoders are the
-    # parallelism, a pool of OpenCV workers beside them only contends for the cores
-    previous_cv_threads = cv2.getNumThreads()
-    cv2.setNumThreads(kernel_threads if OPENCV_THREADS_LIMITED else previous_cv_threads)
     # A decoder thread needs the GIL for a moment between two frames; while the main
     # thread runs Python (HDF5 attributes, bookkeeping) it would wait up to the switch
     # interval (5 ms, several frames' decoding) for it. A short interval keeps the
@@ -377,7 +369,6 @@ def _decoding_threads(workers: int) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(previous_threads)
-        cv2.setNumThreads(previous_cv_threads)
         sys.setswitchinterval(previous_interval)
 
 
@@ -426,8 +417,9 @@ def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWri
 
         bar = progress_bar(len(todo), "dynamic images", "clip")
     try:
-        with closing(pool_clips(todo, options)) as pooled, \
-                ClipWrites(parts, writer, thread=WRITER_THREAD) as writes:
+        # (a writer thread for the part files and cache writes was measured in issue 22: no
+        # difference in CPU or time; h5py holds the GIL while it writes)
+        with closing(pool_clips(todo, options)) as pooled:
             for done in pooled:
                 if bar:
                     bar.update()
@@ -439,7 +431,8 @@ def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWri
                         return skip
                     continue
                 report.notes += [f"{row.key}: {n}" for n in done.notes]
-                writes.put(done.record)
+                parts.save(done.record)
+                writer.add(done.record)
                 report.built += 1
                 report.frames += done.frames
     finally:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import h5py
@@ -223,53 +221,3 @@ class CacheWriter:
                 raise
         finally:
             self.tmp.unlink(missing_ok=True)
-
-
-class ClipWrites:
-    """Each finished clip's part file, then its entry in the new cache, written in order on
-    one background thread (``thread=False``: at once, on the caller's), at most ``depth``
-    clips behind the caller, so the caller pools the next clip meanwhile. :meth:`put`
-    re-raises a failed write (a full disk) at the next call; leaving the ``with`` block
-    waits for every write and raises the first failure (after the block's own error, if
-    any, the writes are still waited for: the cache file is closed only afterwards)."""
-
-    def __init__(self, parts: PartStore, writer: CacheWriter, thread: bool = True,
-                 depth: int = 2):
-        self.parts, self.writer, self.depth = parts, writer, depth
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cache-writer") if thread else None
-        self._pending: deque[Future] = deque()
-        self._failed = False
-
-    def _write(self, record: ClipRecord) -> None:
-        if self._failed:  # after a failed write (a full disk) the queued clips are not
-            return        # written: the parts kept are those finished before it
-        try:
-            self.parts.save(record)
-            self.writer.add(record)
-        except BaseException:
-            self._failed = True
-            raise
-
-    def put(self, record: ClipRecord) -> None:
-        if self._pool is None:
-            self._write(record)
-            return
-        self._pending.append(self._pool.submit(self._write, record))
-        while len(self._pending) > self.depth or (self._pending and self._pending[0].done()):
-            self._pending.popleft().result()
-
-    def __enter__(self) -> ClipWrites:
-        return self
-
-    def __exit__(self, exc_type, *exc) -> None:
-        if self._pool is None:
-            return
-        try:
-            while self._pending:
-                future = self._pending.popleft()
-                if exc_type is None:
-                    future.result()
-                else:
-                    wait([future])
-        finally:
-            self._pool.shutdown(wait=True)
