@@ -29,7 +29,8 @@ from mer_di.training.units import Unit
 REPO = Path(__file__).resolve().parents[1]
 PARTIAL = ".partial-"  # a temporary file beside its final name: .NAME.partial-PID
 CV = ["--quiet", "--tiny", "--model", "learnet", "--config", "baseline", "--protocol", "kfold",
-      "--folds", "2", "--epochs", "1", "--batch-size", "8"]
+      "--folds", "2", "--epochs", "1", "--batch-size", "8",
+      "--unit-cpus", "1"]
 UNIT = "learnet__baseline__seed0__fold{:02d}"
 
 
@@ -148,7 +149,7 @@ def test_every_file_of_a_run_damaged_in_turn(clean, tmp_path, damage):
             assert str(rel.name) in result.output, (rel, result.output)
             if rel.name != "config.json":
                 assert f"mer-train cv --resume --out {run}" in result.output, result.output
-        result = invoke("cv", "--resume", "--out", str(run))
+        result = invoke("cv", "--resume", "--unit-cpus", "1", "--out", str(run))
         if rel.name == "config.json":
             assert result.exit_code == 1 and f"{run / rel} is damaged" in result.output
             continue
@@ -203,14 +204,14 @@ def test_predict_refuses_a_checkpoint_that_is_not_its_units(clean, tiny_cache, t
         result = invoke(*args)
         assert result.exit_code == 1 and "model.pt" in result.output, result.output
     assert not (tmp_path / "p.csv").exists()
-    result = invoke("cv", "--resume", "--out", str(run))
+    result = invoke("cv", "--resume", "--unit-cpus", "1", "--out", str(run))
     assert result.exit_code == 0 and f"redoing {fold1.name}" in result.output
     assert invoke(*args).exit_code == 0
 
 
 # --- 4. interrupts -------------------------------------------------------------------------
 
-LONGER = [*CV[:8], "--folds", "3", "--epochs", "2", "--batch-size", "8"]  # time to interrupt
+LONGER = [*CV[:8], "--folds", "3", "--epochs", "5", "--batch-size", "8", "--unit-cpus", "1"]
 
 
 def _start(run: Path, cache: Path, args: list[str] = CV) -> subprocess.Popen:
@@ -265,7 +266,8 @@ def test_an_interrupted_run_keeps_whole_units_and_resumes(tiny_cache, tmp_path, 
 
     kept = [p for p in (run / "units").iterdir()]
     assert kept and not any(unit_damage(run / "units", Unit.parse(p.name)) for p in kept)
-    result = invoke("cv", "--resume", "--out", str(run))  # the numbers: test_run_faults
+    # the numbers after a resume: test_run_faults
+    result = invoke("cv", "--resume", "--unit-cpus", "1", "--out", str(run))
     assert result.exit_code == 0, result.output
     assert f"resuming: {len(kept)} of 3 folds already done" in result.output
 
@@ -279,7 +281,7 @@ def test_a_run_folder_moved_before_resume(clean, tmp_path):
     (run / f".predictions.csv{PARTIAL}999999").write_text("half")
     (tmp_path / "elsewhere").mkdir()
     moved = run.rename(tmp_path / "elsewhere" / "b")
-    result = invoke("cv", "--resume", "--out", str(moved))
+    result = invoke("cv", "--resume", "--unit-cpus", "1", "--out", str(moved))
     assert result.exit_code == 0 and "1 of 2 folds already done" in result.output
     assert not leftovers(moved)
     _same_predictions(moved, clean)

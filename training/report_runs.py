@@ -16,7 +16,7 @@ from mer_di.errors import ReportError
 from mer_di.training.loop import OPTIMISTIC
 from mer_di.training.results import PRED_COLUMNS, label_with_setup
 from mer_di.training.run_folder import TABLES, read_config, resume_command, writer_of
-from mer_di.training.units import FAILURES, SCORES, Unit, unit_damage
+from mer_di.training.units import FAILURES, FILES, SCORES, Unit, unit_damage
 
 DATASET_NAMES = {"casme2": "CASME II", "samm": "SAMM", "mmew": "MMEW", "smic": "SMIC-HS",
                  "casme3": "CAS(ME)^3", "all": "Composite"}
@@ -96,10 +96,14 @@ def _read_table(path: Path, run: Path, dtype: dict | None = None, **kwargs) -> p
     raise ReportError(f"{path} is damaged: {why}; {_repair_hint(run)}")
 
 
-def _check_tables(path: Path) -> None:
-    """The tables :data:`~mer_di.training.run_folder.TABLES` records must be as written."""
+def _check_tables(path: Path, units: list[str]) -> None:
+    """The tables :data:`~mer_di.training.run_folder.TABLES` records must be as written;
+    a run whose units record their files but not its tables stopped while writing them."""
     record = path / TABLES
     if not record.is_file():
+        if any(_records_files(path / "units" / u) for u in units[:1]):
+            raise ReportError(f"{path}: the run's tables are not all written (it stopped while "
+                              f"writing them: {TABLES} is missing); {_resume_hint(path)}")
         return  # a run written before the tables were recorded: their content is checked
     try:
         files = json.loads(record.read_text(encoding="utf-8"))
@@ -119,6 +123,14 @@ def _check_tables(path: Path) -> None:
         if file_sha256(table) != sha:
             raise ReportError(f"{table} is damaged: not what the run wrote (same size, other "
                               f"content); {_repair_hint(path)}")
+
+
+def _records_files(unit_dir: Path) -> bool:
+    """Whether the unit's scores record its files (a unit written since they do)."""
+    try:
+        return FILES in json.loads((unit_dir / SCORES).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _check_predictions(preds: pd.DataFrame, pred_path: Path, path: Path,
@@ -184,7 +196,7 @@ def load_run(path: str | Path) -> Run:
     if not pred_path.is_file():
         raise ReportError(f"{path}: no predictions.csv (the run stopped before writing its "
                           f"tables); {_resume_hint(path)}")
-    _check_tables(path)
+    _check_tables(path, units)
     preds = _read_table(pred_path, path, keep_default_na=False, dtype={
         c: str for c in ("model", "config", "dataset", "subject", "clip", "label_name",
                          "pred_name")})
