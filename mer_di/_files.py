@@ -41,9 +41,19 @@ class WriteError(OutputError):
         self.disk_full = is_disk_full(exc)
         self.read_only = exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
         self.reason = exc.strerror or str(exc) or type(exc).__name__
+        self.errno = exc.errno
         what = ("disk full" if self.disk_full else
                 "read-only" if self.read_only else "cannot write")
         super().__init__(f"{what}: {self.path} ({self.reason})")
+
+    def __reduce__(self):  # whole across processes (a Ray worker's unit write)
+        return _write_error, (str(self.path), self.errno, self.reason, self.needed)
+
+
+def _write_error(path: str, err: int | None, reason: str, needed: int | None) -> WriteError:
+    exc = WriteError(Path(path), OSError(err, reason))
+    exc.needed = needed
+    return exc
 
 
 def is_disk_full(exc: OSError) -> bool:

@@ -234,3 +234,16 @@ def test_read_only_out_is_said_and_nothing_is_left(clean, tmp_path):
     result = invoke(["report", str(clean["base"] / "run"), "--out", str(out), "--no-figures"],
                     faults)
     check_fault(result, faults, out, "Give another --out")
+
+
+def test_a_write_error_crosses_processes_whole():
+    """A Ray worker's failed unit write reaches the driver as itself (the run's message
+    needs disk_full and the unit's size)."""
+    import pickle
+
+    from mer_di._files import WriteError
+
+    exc = WriteError(Path("/runs/r/units/u/model.pt"), OSError(errno.ENOSPC, "No space"))
+    exc.needed = 1234
+    back = pickle.loads(pickle.dumps(exc))
+    assert (str(back), back.disk_full, back.needed) == (str(exc), True, 1234)
