@@ -297,3 +297,10 @@ def test_device_with_ray_is_refused_not_ignored(casme2, tmp_path):
              "--device", "cpu", "--out", str(tmp_path / "r"), *FAST)
     assert r.exit_code == 2 and "--device cpu applies to --executor local" in r.output
     assert not (tmp_path / "r").exists()
+
+
+def test_a_flow_model_over_a_cache_without_flow_is_refused(casme2, tmp_path):
+    r = _mer("cv", "--cache", str(casme2), "--model", "ststnet", "--out", str(tmp_path / "r"),
+             *FAST)
+    assert r.exit_code == 1 and "fed optical flow" in r.output
+    assert not (tmp_path / "r").exists()

@@ -22,6 +22,7 @@ from mer_di.pipeline.store import open_cache
 from mer_di.training.configs import applies, get_config
 from mer_di.training.data import ClipSet, default_class_set, load_caches
 from mer_di.training.determinism import MODES
+from mer_di.training.flow_input import check_flow_input
 from mer_di.training.folds import make_folds, small_class_notes
 from mer_di.training.loop import OPTIMISTIC, TrainOptions
 from mer_di.training.models import ModelCfg, check_weights, is_known, model_cfg
@@ -215,6 +216,10 @@ def plan_run(spec: CVSpec) -> Plan:
                 units += [Unit(model, config, s, k) for k in range(len(folds[s]))]
                 if spec.final:
                     units.append(Unit(model, config, s, None))
+    # a flow model (STSTNet, OFF-ApexNet) over caches without flow would train on
+    # dynamic images under a flow model's name: refused
+    check_flow_input(cfgs, getattr(clips, "flow_phases", ()), spec.configs,
+                     cache=", ".join(spec.caches))
     if not units:
         raise RunError("nothing to run: " + "; ".join(skipped))
     notes = _upsampling(clips, cfgs) + clips.notes + weight_notes
