@@ -136,6 +136,9 @@ def clean(tmp_path_factory, tiny_cache) -> dict[str, object]:
     """A tiny cache; an undisturbed cv, report, predict and table1 of it, and how many
     writes each made."""
     base, cache = tmp_path_factory.mktemp("faults"), tiny_cache
+    from mer_di.training.figures import _pyplot
+
+    _pyplot()  # matplotlib writes its font cache once, on first use: not the commands' write
     out: dict[str, object] = {"cache": cache, "base": base}
     for name, args in (
             ("cv", ["cv", *CV, "--cache", str(cache), "--out", str(base / "run")]),

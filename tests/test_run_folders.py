@@ -106,11 +106,14 @@ def test_one_writer_at_a_time_and_report_says_incomplete(clean, tiny_cache, tmp_
     _same_predictions(run, clean)
 
 
-def test_two_cv_started_together_into_one_out(clean, tiny_cache, tmp_path):
-    """Both with --resume (so neither refuses the other's config.json): before, both
-    trained the same units and one died renaming its unit folder, with a traceback."""
+def test_two_cv_started_together_into_one_out(tiny_cache, tmp_path):
+    """Both with --resume (so neither refuses the other's config.json), each long enough
+    (10 epochs) for the two to overlap: before, both trained the same units and one died
+    renaming its unit folder, with a traceback."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "mer_di.training.cli", "cv", *CV, "--cache", str(tiny_cache),
+    args = [*CV[:8], "--folds", "2", "--epochs", "10", "--val-fraction", "0", "--unit-cpus",
+            "1"]
+    cmd = [sys.executable, "-m", "mer_di.training.cli", "cv", *args, "--cache", str(tiny_cache),
            "--out", str(run), "--resume"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               cwd=REPO) for _ in range(2)]
@@ -120,7 +123,9 @@ def test_two_cv_started_together_into_one_out(clean, tiny_cache, tmp_path):
         assert rc == 0 or "is being written by another mer-train cv" in err, (rc, out, err)
     assert any(rc == 0 for rc, _, _ in outs)
     assert not leftovers(run)
-    _same_predictions(run, clean)
+    result = invoke("cv", "--resume", "--unit-cpus", "1", "--out", str(run))
+    assert result.exit_code == 0 and "2 of 2 folds already done" in result.output
+    assert invoke("report", str(run), "--no-figures", "--bootstrap", "50").exit_code == 0
 
 
 # --- 3. damaged run folders ----------------------------------------------------------------
@@ -134,8 +139,9 @@ def test_every_file_of_a_run_damaged_in_turn(clean, tmp_path, damage):
     """``report`` refuses naming the file and the command that repairs it (a checkpoint
     it does not read excepted); ``--resume`` redoes the unit or rewrites the tables and
     ends with the undisturbed predictions; a damaged config.json is named, not guessed."""
-    files = sorted(p.relative_to(clean) for p in clean.rglob("*")  # fold 1's are alike
-                   if p.is_file() and p.parent.name != UNIT.format(1))
+    files = sorted((p.relative_to(clean) for p in clean.rglob("*")  # fold 1's are alike
+                    if p.is_file() and p.parent.name != UNIT.format(1)),
+                   key=lambda rel: (rel.name == "config.json", str(rel)))
     assert len(files) >= 10
     for i, rel in enumerate(files):
         run = _copy(clean, tmp_path / f"run{i}")
