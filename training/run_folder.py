@@ -112,13 +112,15 @@ def run_writes(out: Path, names: list[str]) -> Iterator[None]:
         left = len(names) - len(done)
         per_unit = getattr(exc, "needed", None) or (
             sum(folder_bytes(d) for d in done) / len(done) if done else 0)
+        # the run's tables gather the units' records: about their size again
+        tables = sum(f.stat().st_size for d in done for f in d.glob("*.csv"))
         kept = (f"{len(done)} of {len(names)} units are finished and kept in {units_dir}"
                 if done else "no unit is finished yet")
         then = (f"finish the run with `{resume_command(out)}` (under mer-train table1: run "
                 "the same command again)")
         if exc.disk_full:
-            need = (f"; the rest of the run needs about {human_bytes(per_unit * left)}"
-                    if per_unit and left else "")
+            rest = per_unit * left + tables
+            need = f"; the rest of the run needs about {human_bytes(rest)}" if rest else ""
             free = free_bytes(out)
             free = f" ({human_bytes(free)} free now)" if free is not None else ""
             raise RunError(f"disk full while writing {exc.path} ({exc.reason}): {kept}"
