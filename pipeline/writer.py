@@ -186,7 +186,9 @@ class CacheWriter:
                 # a Fletcher-32 checksum per chunk: damaged pixels are an error when read,
                 # never numbers (a cache may live years on shared disks). One chunk per
                 # image: h5py's guess cut a 224x224x3 image into 48 chunks, each its own
-                # index entry, filter call and checksum (measured: the writes 1.6x slower)
+                # index entry, filter call and checksum (the four images' writes took 2.8x
+                # the CPU: benchmarks/bench_build_steps.py). An image is at most 768 MiB
+                # (frames.MAX_FRAME_PIXELS x 3 channels x float32), under HDF5's 4 GB chunk.
                 g.create_dataset(phase, data=image, chunks=image.shape, fletcher32=True)
         self.count += 1
 
