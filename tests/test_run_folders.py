@@ -278,6 +278,34 @@ def test_an_interrupted_run_keeps_whole_units_and_resumes(tiny_cache, tmp_path, 
     assert f"resuming: {len(kept)} of 3 folds already done" in result.output
 
 
+def test_ctrl_c_during_a_build_keeps_its_finished_clips(tmp_path, monkeypatch):
+    """mer-prep too: the interrupt unwinds the build (no temporary cache is left, the old
+    cache untouched) and the clips finished so far stay in <cache>.parts/ for the next."""
+    from mer_di.data_manifest.synth import generate_dataset
+    from mer_di.pipeline.cli import main as mer_prep
+    from mer_di.pipeline.writer import PartStore
+
+    root = generate_dataset("casme2", tmp_path / "casme2", subjects=2, clips_per_class=1,
+                            frame_size=(32, 32), length=(6, 8), seed=2).root
+    real_save, saved = PartStore.save, []
+
+    def save(self, record):
+        if len(saved) == 3:
+            raise KeyboardInterrupt
+        real_save(self, record)
+        saved.append(record.key)
+
+    monkeypatch.setattr(PartStore, "save", save)
+    cache = tmp_path / "c.h5"
+    result = CliRunner().invoke(mer_prep, ["build-cache", "--dataset", "casme2", "--root",
+                                           str(root), "--out", str(cache), "--size", "32",
+                                           "--quiet"])
+    assert result.exit_code == 130 and result.output.strip().endswith("interrupted")
+    assert "Traceback" not in result.output and not cache.exists()
+    assert not list(tmp_path.glob("c.h5.tmp-*")) and not (tmp_path / "c.h5.lock").exists()
+    assert len(list((tmp_path / "c.h5.parts").glob("*.part"))) == 3
+
+
 # --- neighbours ----------------------------------------------------------------------------
 
 def test_a_run_folder_moved_before_resume(clean, tmp_path):
