@@ -9,6 +9,9 @@ A run folder holds::
     predictions.csv    one row per test clip and (model, config, seed)
     folds.csv          one row per test fold: n, accuracy, UF1, UAR
     summary.csv, summary.md   mean +- std over folds and pooled, per model and config
+    tables.json        the tables' bytes and SHA-256, written after them
+    .lock              while a cv writes the folder: one writer at a time
+                       (:mod:`mer_di.training.run_folder`)
 
 The flow: :func:`~mer_di.training.plan.plan_run` checks everything and lists the units; an
 executor (:mod:`mer_di.training.executor`) runs those not yet finished; the tables are
