@@ -326,6 +326,10 @@ def test_figures_are_images(tmp_path):
     assert pngs == ["confusion_run_learnet_baseline.png",
                     "confusion_run_learnet_dualdi-fliprot.png",
                     "curves_run_learnet_baseline.png", "curves_run_learnet_dualdi-fliprot.png"]
+    from mer_di.training.report import _file_part
+
+    long = "resnet34 (" + ", ".join(["tiny", "random init", "val split 20%"] * 20) + ")"
+    assert len(_file_part(long)) < 30 and _file_part(long) != _file_part(long + " ")
     for name in pngs:
         image = imread(run / "report" / name)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100

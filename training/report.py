@@ -52,12 +52,24 @@ __all__ = ["Report", "ReportError", "Run", "load_run", "load_runs", "make_report
            "safe_name", "table_long", "write_figures"]
 
 
+def _file_part(model: str) -> str:
+    """A model's label as a short file-name part: its name and, for a tagged label
+    (``resnet34 (tiny, random init, ...)``, 130 characters and more), a hash of the whole
+    label, so the names stay unique and far below the 255-byte limit."""
+    import hashlib
+
+    name, sep, _ = model.partition(" (")
+    if not sep:
+        return safe_name(model)[:80]
+    return f"{safe_name(name)[:80]}-{hashlib.sha1(model.encode()).hexdigest()[:8]}"
+
+
 def write_figures(run: Run, out: Path) -> dict[Path, bytes]:
     """A confusion matrix and learning curves per (model, config) of the run: their
     paths under ``out`` and PNG bytes (written by :func:`make_report`)."""
     figures = {}
     for (model, config), g in run.predictions.groupby(["model", "config"], sort=False):
-        stem = f"{run.name}_{safe_name(model)}_{safe_name(config)}"
+        stem = f"{run.name}_{_file_part(model)}_{safe_name(config)}"
         seeds, folds = g["seed"].nunique(), g[["seed", "fold"]].drop_duplicates().shape[0]
         pooled = f"{folds} folds" + (f" of {seeds} seeds, summed" if seeds > 1 else "")
         figures[out / f"confusion_{stem}.png"] = plot_confusion(
