@@ -96,6 +96,9 @@ def test_table1_writes_no_checkpoints_by_default_and_says_what_it_writes(casme2,
     table = pd.read_csv(out / "report" / "table.csv")
     assert all("reproducible mode" in m and "val split" in m for m in table["model"])
     assert f"Over: {config['data_setup']}." in (out / "report" / "table.md").read_text()
+    import socket
+
+    assert f"ran on: {socket.gethostname()} cpu: 4 units" in r.output  # 2 models x 2 folds
 
 
 def test_table1_checkpoints_on_request_and_a_full_disk_refused(casme2, tmp_path, monkeypatch):

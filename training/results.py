@@ -115,8 +115,9 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
     preds = pd.concat([pd.read_csv(d / "predictions.csv", keep_default_na=False,
                                    dtype={"subject": str, "clip": str}) for d in done],
                       ignore_index=True)[list(PRED_COLUMNS)]
-    failures = pd.DataFrame([s for d in done if FAILED in (s := json.loads(
-        (d / SCORES).read_text()))], columns=["model", "config", "seed", "fold", FAILED])
+    unit_scores = [json.loads((d / SCORES).read_text()) for d in done]
+    failures = pd.DataFrame([s for s in unit_scores if FAILED in s],
+                            columns=["model", "config", "seed", "fold", FAILED])
     # a (model, config) with a failed unit gets no number: its other folds alone would
     # give a plausible but wrong score
     failed = set(zip(failures["model"], failures["config"], strict=True))
@@ -136,6 +137,9 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
                else "dynamic images"))
     if config.get("data_setup"):
         head += f"\nover: {config['data_setup']}"
+    ran = ran_on(unit_scores)
+    if ran:
+        head += f"\nran on: {ran}"
     notes = "".join(f"\nnote: {n}" for n in config.get("notes", []))
     tables = {"epochs.csv": history, "predictions.csv": preds,
               "folds.csv": fold_scores(preds, len(classes)), "summary.csv": summary}
@@ -153,6 +157,17 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
     echo(head)
     echo(table)
     return summary
+
+
+def ran_on(unit_scores: list[dict]) -> str:
+    """Where a run's units really ran, from their ``scores.json``: ``node1 cuda:0 (NVIDIA
+    H200): 38 units; node2 cpu: 2 units`` ('' for units from before it was recorded)."""
+    from collections import Counter
+
+    counts = Counter((s["host"], s["device"]) for s in unit_scores
+                     if s.get("host") and s.get("device"))
+    return "; ".join(f"{host} {device}: {n} unit{'s' * (n != 1)}"
+                     for (host, device), n in sorted(counts.items()))
 
 
 def label_with_setup(model: str, setup: object) -> str:
