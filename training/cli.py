@@ -48,49 +48,49 @@ def _weights(values: tuple[str, ...], models: tuple[str, ...]) -> dict[str, str]
     return out
 
 
-def executor_options(command):
-    """``--executor``, ``--ray-address``, ``--unit-cpus``, ``--unit-gpus``: where a
-    command's units run (:func:`make_executor`), the same on every command that runs
-    units."""
-    for option in reversed((
-        click.option("--executor", type=click.Choice(("local", "ray")), default="local",
-                     show_default=True, help="local: the units one after another in this "
-                     "process; ray: every unit a Ray task, over this machine's or a "
-                     "cluster's CPUs and GPUs (pip install \"mer-di[ray]\")."),
-        click.option("--ray-address", help="With --executor ray: join the running Ray "
-                     "cluster at auto or HOST:PORT (default: start a Ray instance on this "
-                     "machine)."),
-        click.option("--unit-cpus", type=click.FloatRange(min=0, min_open=True),
-                     default=None, help="CPUs of each unit (its torch threads)  [default: 1 "
-                     "with --executor ray, torch's own with local]"),
-        click.option("--unit-gpus", type=click.FloatRange(min=0), default=None,
-                     help="With --executor ray: GPUs of each unit, fractions share one "
-                     "(0.25: four units per GPU)  [default: 1 when the cluster has GPUs, "
-                     "else 0]"),
-    )):
-        command = option(command)
-    return command
+def _group(*options):
+    """One decorator applying ``options`` in the order given (as stacked decorators)."""
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return apply
 
 
-def protocol_options(command):
-    """``--determinism`` and ``--select-epoch``: how a run uses the GPU and which split
-    picks each fold's epoch, the same on every command that trains."""
-    for option in reversed((
-        click.option("--determinism", type=click.Choice(("reproducible", "fast")),
-                     default="reproducible", show_default=True,
-                     help="On a GPU: reproducible (deterministic kernels: a resumed or Ray run "
-                     "equals an uninterrupted one) or fast (cuDNN autotuning, TF32, "
-                     "channels_last CNNs; not bit-reproducible). The CPU computes the same in "
-                     "both; every row names its mode."),
-        click.option("--select-epoch", type=click.Choice(("val", "test-fold")),
-                     default="val", show_default=True,
-                     help="Which clips pick each fold's epoch and early stop: val (a "
-                     "validation split of the training folds; honest) or test-fold (the "
-                     "paper's protocol, for replication only: its rows are labelled "
-                     "'optimistic: epoch chosen on the test fold')."),
-    )):
-        command = option(command)
-    return command
+# ``--executor``, ``--ray-address``, ``--unit-cpus``, ``--unit-gpus``: where a command's
+# units run (:func:`make_executor`), the same on every command that runs units
+executor_options = _group(
+    click.option("--executor", type=click.Choice(("local", "ray")), default="local",
+                 show_default=True, help="local: the units one after another in this "
+                 "process; ray: every unit a Ray task, over this machine's or a "
+                 "cluster's CPUs and GPUs (pip install \"mer-di[ray]\")."),
+    click.option("--ray-address", help="With --executor ray: join the running Ray "
+                 "cluster at auto or HOST:PORT (default: start a Ray instance on this "
+                 "machine)."),
+    click.option("--unit-cpus", type=click.FloatRange(min=0, min_open=True),
+                 default=None, help="CPUs of each unit (its torch threads)  [default: 1 "
+                 "with --executor ray, torch's own with local]"),
+    click.option("--unit-gpus", type=click.FloatRange(min=0), default=None,
+                 help="With --executor ray: GPUs of each unit, fractions share one "
+                 "(0.25: four units per GPU)  [default: 1 when the cluster has GPUs, "
+                 "else 0]"),
+)
+# how a run uses the GPU, the same on every command that trains
+determinism_option = click.option(
+    "--determinism", type=click.Choice(("reproducible", "fast")), default="reproducible",
+    show_default=True, help="On a GPU: reproducible (deterministic kernels: a resumed or Ray "
+    "run equals an uninterrupted one) or fast (cuDNN autotuning, TF32, channels_last CNNs; "
+    "not bit-reproducible). The CPU computes the same in both; every row names its mode.")
+# which split picks each fold's epoch, and the determinism mode
+protocol_options = _group(
+    determinism_option,
+    click.option("--select-epoch", type=click.Choice(("val", "test-fold")),
+                 default="val", show_default=True,
+                 help="Which clips pick each fold's epoch and early stop: val (a "
+                 "validation split of the training folds; honest) or test-fold (the "
+                 "paper's protocol, for replication only: its rows are labelled "
+                 "'optimistic: epoch chosen on the test fold')."),
+)
 
 
 @click.group(cls=CleanErrors, context_settings=CONTEXT)
@@ -286,10 +286,7 @@ def make_executor(kind: str, address: str | None, unit_cpus: float | None,
               help="The folder: one run per dataset (OUT/<dataset>), the report in "
               "OUT/report. Run the same command again to finish an interrupted table.")
 @executor_options
-@click.option("--determinism", type=click.Choice(("reproducible", "fast")),
-              default="reproducible", show_default=True,
-              help="On a GPU: reproducible (deterministic kernels) or fast (cuDNN "
-              "autotuning, TF32, channels_last; not bit-reproducible); see mer-train cv.")
+@determinism_option
 @click.option("--select-epoch", type=click.Choice(("val", "test-fold", "both")),
               default="val", show_default=True,
               help="val: each fold's epoch chosen on a validation split of its training folds "
