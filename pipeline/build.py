@@ -35,9 +35,12 @@ from mer_di.data_manifest.records import FIELDS
 from mer_di.errors import BuildError, CacheError
 from mer_di.options import APEX_MODES, check
 from mer_di.pipeline.apex import spot_apex
+from mer_di.pipeline.build_flow import FlowTodo, add_flow, flow_allowed, flow_fingerprint
 from mer_di.pipeline.dynamic_image import WEIGHTS, clip_dynamic_images
+from mer_di.pipeline.flow import check_flow_method, clip_flow
 from mer_di.pipeline.frames import CROPS, ClipFrames, FrameError, finish_image, load_clip
 from mer_di.pipeline.store import (
+    ADDITIVE_PARAMS,
     APEX_FRAME,
     BUILD_PARAMS,
     PARAM_DEFAULTS,
@@ -45,6 +48,7 @@ from mer_di.pipeline.store import (
     ClipRecord,
     clip_fingerprints,
     file_sha256,
+    open_cache,
     read_root_attrs,
     usable_apex,
 )
@@ -61,7 +65,10 @@ class BuildOptions:
     ``strict`` (stop at the first bad clip), ``rebuild`` (replace a cache built with
     other parameters), ``redo`` (keys ``subject/clip`` to build again even when the
     cache has them: a clip whose pixels were damaged) and ``apex`` (where each clip's apex
-    comes from, :data:`mer_di.options.APEX_MODES`)."""
+    comes from, :data:`mer_di.options.APEX_MODES`) and ``flow`` (the optical-flow method,
+    :data:`mer_di.pipeline.flow.FLOW_METHODS`; None: as the existing cache has it, 'none'
+    for a new one; flow is additive: another method over an existing cache computes only
+    the flow images, from the onset, apex and offset frames, and keeps the dynamic images)."""
 
     size: int | None = 224
     crop: str = "none"
@@ -71,9 +78,11 @@ class BuildOptions:
     rebuild: bool = False
     redo: tuple[str, ...] = ()
     apex: str = "auto"
+    flow: str | None = None
 
     def params(self, dataset: str) -> dict[str, object]:
-        """The parameters a cache is built under (they must match to reuse a cache)."""
+        """The parameters a cache's dynamic images are built under (they must match to
+        reuse a cache); the flow method (additive) is not among them."""
         return {"schema_version": SCHEMA_VERSION, "dataset": dataset, "weights": self.weights,
                 "size": "native" if self.size is None else str(self.size), "crop": self.crop,
                 "apex": self.apex}
@@ -90,6 +99,9 @@ class BuildReport:
     frames: int = 0
     seconds: float = 0.0
     total: int = 0
+    flow: str = "none"
+    flowed: int = 0  # clips that got flow images in this build
+    flow_added: int = 0  # of them, clips whose dynamic images were kept
 
     def describe(self) -> str:
         rate = self.built / self.seconds if self.seconds else 0.0
@@ -100,6 +112,10 @@ class BuildReport:
                  f"kept from before{relabelled}), {len(self.skipped)} skipped",
                  f"built {self.built} clips ({self.frames} frames) in {self.seconds:.1f} s: "
                  f"{rate:.1f} clips/s, {fps:.0f} frames/s"]
+        if self.flow != "none":
+            lines.append(f"optical flow ({self.flow}): {self.flowed} clips got flow images "
+                         f"({self.flow_added} of them added to clips kept from before, their "
+                         "dynamic images untouched)")
         if self.notes:
             lines.append(f"notes ({len(self.notes)}):")
             lines += [f"  {n}" for n in self.notes]
@@ -146,8 +162,11 @@ def choose_apex(row: ManifestRow, frames: np.ndarray, mode: str
 
 
 def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | None,
-                fingerprint: str, apex_mode: str = "auto") -> tuple[ClipRecord, list[str]]:
-    """Pool one clip's decoded frames into its record; also the phase notes."""
+                fingerprint: str, apex_mode: str = "auto", flow: str | None = "none"
+                ) -> tuple[ClipRecord, list[str]]:
+    """Pool one clip's decoded frames into its record (with its optical flow under
+    ``flow``, :mod:`mer_di.pipeline.flow`, for a clip with a usable apex); also the phase
+    notes."""
     apex, source, spotted = choose_apex(row, clip.frames, apex_mode)
     images = clip_dynamic_images(clip.frames, apex, weights=weights)
     phases = {"full": images.full}
@@ -164,6 +183,13 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
     phases = {p: finish_image(img, size, clip.grey) for p, img in phases.items()}
     # a frame is uint8 by nature: stored so, it costs a quarter of a float32 image
     phases[APEX_FRAME] = np.clip(np.rint(phases[APEX_FRAME]), 0, 255).astype(np.uint8)
+    flow = flow or "none"
+    flows: dict[str, np.ndarray] = {}
+    allowed = flow_allowed(source, row) if apex is not None else None
+    if flow != "none" and allowed is not None:
+        flows, flow_notes = clip_flow(clip.frames, (0, apex, len(clip.frames) - 1), size,
+                                      flow, *allowed)
+        notes += flow_notes
     why = next((p for p in row.problem_list if p.startswith("apex")), "no apex annotated")
     if apex is None:  # say why in the sheet's terms, not the kernel's
         notes.append(f"no onset or offset image ({why.split(':')[0]}); {APEX_FRAME} is the "
@@ -180,10 +206,12 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
     attrs = row_attrs(row)
     attrs.update(apex_source=source, apex_used=row.onset + apex_at,
                  spotted_apex="" if spotted is None else row.onset + spotted)
+    attrs.update(flow_fingerprint=flow_fingerprint(fingerprint, flow),
+                 flow_phases=list(flows))
     attrs.update(fingerprint=fingerprint, phases=list(phases), notes=notes,
                  crop_box=dataclasses.astuple(clip.box), jpeg_reduce=clip.reduce,
                  channels=int(clip.frames.shape[3]))
-    return ClipRecord(row.subject, row.clip, phases, attrs), notes
+    return ClipRecord(row.subject, row.clip, {**phases, **flows}, attrs), notes
 
 
 def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Path | None = None,
@@ -226,6 +254,8 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
     check("crop", options.crop, CROPS, CacheError)
     check("weights", options.weights, WEIGHTS, CacheError)
     check("apex source", options.apex, APEX_MODES, CacheError)
+    if options.flow is not None:
+        check_flow_method(options.flow)
     out = check_writable(out)
     manifest = build_manifest(dataset, root, sheet=sheet, classes="all")
     params = options.params(dataset)
@@ -243,16 +273,21 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         # a temporary cache left by a killed writer (we hold the lock: no one else's)
         for stale in out.parent.glob(out.name + ".tmp-*"):
             stale.unlink()
-        existing: dict[tuple[str, str], str] = {}
+        existing: dict[tuple[str, str], tuple[str, str, str]] = {}
+        flow = options.flow or "none"
         if out.exists() and not options.rebuild:
             attrs = read_root_attrs(out)
             had = {k: attrs.get(k, PARAM_DEFAULTS.get(k)) for k in BUILD_PARAMS}
+            flow = options.flow or str(had["flow"])  # not asked: the cache's own
             diff = [f"{k}: cache has {had[k]!r}, asked {params[k]!r}" for k in BUILD_PARAMS
-                    if str(had[k]) != str(params[k])]
+                    if k not in ADDITIVE_PARAMS and str(had[k]) != str(params[k])]
             if diff:
                 raise CacheError(f"{out} was built with other parameters ({'; '.join(diff)}); "
                                  "use --rebuild to replace it, or another --out")
             existing = clip_fingerprints(out)
+        check_flow_method(flow)  # the cache's own may be tvl1, where this OpenCV lacks it
+        options = dataclasses.replace(options, flow=flow)
+        report.flow = flow
         parts = PartStore(out, params)
         if options.rebuild:
             parts.clear()
@@ -263,6 +298,8 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         # each with its row's attributes now (the sheet may have relabelled it)
         keep_old: dict[tuple[str, str], dict[str, object]] = {}
         keep_parts: dict[tuple[str, str], dict[str, object]] = {}
+        # kept clips whose flow images are not those of this build's method
+        flow_todo: list[FlowTodo] = []
         for row in manifest.rows:
             if not row.full_ok:
                 skip = {"key": row.key, "sheet_row": row.sheet_row, "reason": row.problems}
@@ -271,27 +308,32 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
                 report.skipped.append(skip)
                 continue
             fp = row_fingerprint(row, params)
+            ffp = flow_fingerprint(fp, flow)
             name = (row.subject, row.clip)
             labels = row_attrs(row)
             if row.key in redo:
                 todo.append((row, fp))
                 continue
-            if existing.get(name, ("", ""))[0] == fp:
+            if existing.get(name, ("", "", ""))[0] == fp:
                 keep_old[name] = labels
                 report.relabelled += existing[name][1] != labels["row_fingerprint"]
+                if existing[name][2] != ffp:
+                    flow_todo.append(FlowTodo(row, ffp, {}))
                 continue
             part = parts.load(*name, images=False)
             if part is not None and part.attrs.get("fingerprint") == fp:
                 keep_parts[name] = labels
                 report.relabelled += part.attrs.get("row_fingerprint") != labels[
                     "row_fingerprint"]
+                if part.attrs.get("flow_fingerprint", "") != ffp:
+                    flow_todo.append(FlowTodo(row, ffp, part.attrs))
                 continue
             todo.append((row, fp))
         report.reused = len(keep_old) + len(keep_parts)
 
         root_attrs = {**params, "sheet": str(manifest.sheet.resolve()),
                       "sheet_sha256": _source_sha256(manifest),
-                      "tool_version": __version__}
+                      "tool_version": __version__, "flow": flow}
         try:
             # The new cache is written as clips finish (no read-back of the parts at the end);
             # the parts stay the crash-safe record until the new cache is renamed into place.
@@ -304,6 +346,8 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
                     record = parts.load(*name)
                     record.attrs.update(keep_parts[name])
                     writer.add(record)
+                if flow_todo:
+                    _add_flow(flow_todo, out, options, parts, writer, report, progress)
                 failed = _build_clips(todo, options, parts, writer, report, progress)
                 if failed and options.strict:
                     raise BuildError(_strict_stop(failed, report.built, parts))
@@ -321,6 +365,32 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
         parts.clear()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _add_flow(todo: list[FlowTodo], out: Path, options: BuildOptions, parts: PartStore,
+              writer: CacheWriter, report: BuildReport, progress: bool) -> None:
+    """The flow images of the kept clips ``todo`` (:mod:`mer_di.pipeline.build_flow`);
+    the apex each clip's dynamic images used is read from the old cache or its part."""
+    if any(not t.attrs for t in todo):
+        with open_cache(out, damaged="skip") as old:
+            for t in todo:
+                if not t.attrs:
+                    t.attrs = dict(old.get(t.row.subject, t.row.clip).attrs)
+    for t in todo:
+        if "apex_used" not in t.attrs:  # a clip built before the cache recorded its apex
+            sheet = usable_apex(t.row.onset, t.row.apex, t.row.offset, t.row.onset_ok,
+                                t.row.offset_ok)
+            t.attrs.update(apex_source="none" if sheet is None else "sheet",
+                           apex_used=t.row.apex)
+    flowed, failed = add_flow(todo, options.flow, options.size, options.crop,
+                              options.workers, parts, writer, progress)
+    report.flowed += flowed
+    report.flow_added += flowed
+    for row, why in failed:
+        skip = {"key": row.key, "sheet_row": row.sheet_row, "reason": why}
+        if options.strict:
+            raise BuildError(_strict_stop(skip, report.built, parts))
+        report.notes.append(f"{row.key}: no optical flow, its dynamic images kept ({why})")
 
 
 def _source_sha256(manifest) -> str:
@@ -400,7 +470,7 @@ def pool_clips(todo: list[tuple[ManifestRow, str]], options: BuildOptions
                     yield PooledClip(row, None, [], error=str(exc))
                     continue
                 record, notes = make_record(row, clip, options.weights, options.size, fp,
-                                            options.apex)
+                                            options.apex, options.flow)
                 yield PooledClip(row, record, notes, frames=clip.frames.shape[0])
         finally:
             for later in pending:
@@ -435,6 +505,7 @@ def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWri
                 writer.add(done.record)
                 report.built += 1
                 report.frames += done.frames
+                report.flowed += bool(done.record.attrs.get("flow_phases"))
     finally:
         if bar:
             bar.close()

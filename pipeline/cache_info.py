@@ -10,10 +10,10 @@ import numpy as np
 
 from mer_di._paths import check_writable, make_folder
 from mer_di.errors import CacheError
-from mer_di.pipeline.store import IMAGES, PHASES, open_cache, parse_key
+from mer_di.pipeline.store import FLOW_IMAGES, IMAGES, PHASES, open_cache, parse_key
 
 PROVENANCE = ("schema_version", "dataset", "sheet", "sheet_sha256", "weights", "size", "crop",
-              "tool_version", "created")
+              "flow", "tool_version", "created")
 
 
 def describe_cache(cache: str | Path) -> str:
@@ -42,11 +42,13 @@ def cache_summary(cache: str | Path) -> dict:
             shapes.update("x".join(map(str, s)) for s in found.values())
         return {
             "path": str(c.path),
-            "provenance": {k: _plain(c.attrs.get(k)) for k in PROVENANCE},
+            # a parameter that a cache predates reads as its default (flow: none)
+            "provenance": {k: _plain(c.attrs.get(k, c.params.get(k))) for k in PROVENANCE},
             "clips": len(c),
             "subjects": len(subjects),
             "shapes": dict(shapes),
-            "per_image": {p: images[p] for p in IMAGES},
+            "per_image": {p: images[p] for p in (*IMAGES, *FLOW_IMAGES)
+                          if p in IMAGES or images[p]},
             "apex_from": dict(sorted(sources.items())),
             "per_label": dict(sorted(labels.items())),
             "per_subject": dict(sorted(subjects.items())),

@@ -21,6 +21,7 @@ from mer_di.data_manifest import (
     write_manifest,
 )
 from mer_di.options import APEX_MODES, CLASS_SETS, CROPS, WEIGHTS, describe
+from mer_di.pipeline.flow import FLOW_METHODS
 
 MIN_SIZE = 32  # --size: the smallest square side a cache may have
 
@@ -184,16 +185,21 @@ def _parse_out_size(_ctx, _param, value: str) -> int | None:
 @click.option("--apex", type=click.Choice(tuple(APEX_MODES)), default="auto",
               show_default=True, help="Where each clip's apex (and so its onset and offset "
               "images) comes from: " + describe(APEX_MODES) + ".")
+@click.option("--flow", type=click.Choice(tuple(FLOW_METHODS)), default=None,
+              help="Optical flow (onset->apex, apex->offset: u, v, strain) beside the "
+              "dynamic images: " + describe(FLOW_METHODS) + ". Default: none for a new "
+              "cache, else the cache's own; another method over an existing cache computes "
+              "only the flow (from the onset, apex and offset frames).")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def build_cache_command(dataset: str, root: Path, sheet: Path | None, out: Path,
                         size: int | None, crop: str, weights: str, workers: int | None,
                         strict: bool, rebuild: bool, redo: tuple[str, ...], apex: str,
-                        quiet: bool) -> None:
+                        flow: str | None, quiet: bool) -> None:
     """Compute the full, onset and offset dynamic images of every clip into one HDF5 file."""
     from mer_di.pipeline.build import BuildOptions, build_cache
 
     options = BuildOptions(size=size, crop=crop, weights=weights, workers=workers,
-                           strict=strict, rebuild=rebuild, redo=redo, apex=apex)
+                           strict=strict, rebuild=rebuild, redo=redo, apex=apex, flow=flow)
     report = build_cache(dataset, root, out, sheet=sheet, options=options,
                          progress=not quiet)
     click.echo(report.describe())

@@ -6,6 +6,11 @@ A clip group holds the dynamic images ``full``, ``onset`` and ``offset`` (each t
 float32 weighted sum, shape (H, W, C), C = 3 (RGB) or 1 (greyscale); a phase of one frame
 is absent) and ``apex_frame``, the clip's apex frame (uint8, same crop, size and channels,
 RGB; the middle frame when the sheet's apex is unusable, see :attr:`CachedClip.apex_source`).
+A cache built with optical flow (``--flow``, root attribute ``flow``) also holds, for clips
+with a usable apex, ``flow_onset_apex`` and ``flow_apex_offset`` [shape=(H, W, 3), float32:
+u, v in pixels per frame pair at the stored size (+ right, + down), optical strain]
+(:mod:`mer_di.pipeline.flow`), with the clip attributes ``flow_fingerprint`` and
+``flow_phases``.
 Each image is stored as one HDF5 chunk with a Fletcher-32 checksum (caches written before
 issue 22 have h5py's smaller chunks, also checksummed: readers see no difference), so
 damaged pixels are an error when read, by h5py or the HDF5 tools too. The group's
@@ -37,6 +42,8 @@ PHASES = ("full", "onset", "offset")
 # motion adds. Same crop and size as the dynamic images.
 APEX_FRAME = "apex_frame"
 IMAGES = (*PHASES, APEX_FRAME)
+# Optical flow (issue 19.1; computed by mer_di.pipeline.flow): u, v, strain per pixel.
+FLOW_IMAGES = ("flow_onset_apex", "flow_apex_offset")
 # Where a clip's apex (and so its phase images and apex frame) came from.
 APEX_SOURCES = {"sheet": "the annotation sheet's apex frame",
                 "spotted": "spotted from the frames (mer_di.pipeline.apex)",
@@ -44,9 +51,13 @@ APEX_SOURCES = {"sheet": "the annotation sheet's apex frame",
                 "none": "no usable apex (--apex sheet): no phase images, the middle frame "
                         "as apex frame"}
 # Root attributes; those in BUILD_PARAMS must match for a build to reuse an existing file.
-BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop", "apex")
-# what a parameter was before the cache recorded it (a cache built before --apex: 'sheet')
-PARAM_DEFAULTS = {"apex": "sheet"}
+BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop", "apex", "flow")
+# what a parameter was before the cache recorded it (a cache built before --apex: 'sheet',
+# before --flow: 'none')
+PARAM_DEFAULTS = {"apex": "sheet", "flow": "none"}
+# parameters that shape images of their own, not the dynamic images: a build under another
+# value adds (or replaces) those images and keeps the dynamic images as they are
+ADDITIVE_PARAMS = ("flow",)
 ROOT_ATTRS = (*BUILD_PARAMS, "sheet", "sheet_sha256", "tool_version", "created", "skipped")
 
 
@@ -124,6 +135,7 @@ class CachedClip:
     """One clip of a cache as the reader hands it out, without its arrays.
 
     ``phases`` are the dynamic images present, in :data:`PHASES` order (``full`` always);
+    ``flow_phases`` the optical-flow images present, in :data:`FLOW_IMAGES` order;
     ``apex_source`` is a key of :data:`APEX_SOURCES`; ``attrs`` the group's attributes
     (onset, apex, offset, sheet_row, notes, ...). Arrays: :meth:`Cache.images`.
     """
@@ -137,6 +149,7 @@ class CachedClip:
     has_apex_frame: bool
     apex_source: str
     attrs: Mapping[str, object] = field(repr=False, compare=False)
+    flow_phases: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -168,7 +181,8 @@ class CachedClip:
                    label=str(a.get("label", "")),
                    phases=tuple(p for p in PHASES if p in present),
                    has_apex_frame=APEX_FRAME in present,
-                   apex_source=source, attrs=a)
+                   apex_source=source,
+                   flow_phases=tuple(p for p in FLOW_IMAGES if p in present), attrs=a)
 
 
 REBUILD_ALL = ("build it again: mer-prep build-cache --dataset D --root R --out {path} "
@@ -292,6 +306,8 @@ class Cache:
             ds = self._member(g, name, h5py.Dataset, "image")
             if name in IMAGES and (ds.ndim != 3 or ds.shape[2] not in (1, 3)):
                 raise _DamagedClip(f"its {name} image has shape {ds.shape}, not (H, W, C)")
+            if name in FLOW_IMAGES and (ds.ndim != 3 or ds.shape[2] != 3):
+                raise _DamagedClip(f"its {name} flow has shape {ds.shape}, not (H, W, 3)")
         if "full" not in names:
             raise _DamagedClip("it has no full image")
         try:
@@ -321,7 +337,8 @@ class Cache:
     def images(self, clip: CachedClip, names: tuple[str, ...] = IMAGES
                ) -> dict[str, np.ndarray]:
         """The clip's images among ``names`` that it has: the dynamic images float32
-        [shape=(H, W, C)], ``apex_frame`` uint8 [shape=(H, W, C)]."""
+        [shape=(H, W, C)], ``apex_frame`` uint8 [shape=(H, W, C)]; the flow images
+        (:data:`FLOW_IMAGES`, asked by name) float32 [shape=(H, W, 3)]."""
         g = self._file[clip.key]
         out = {}
         for name in names:
@@ -338,7 +355,7 @@ class Cache:
     def shapes(self, clip: CachedClip) -> dict[str, tuple[int, ...]]:
         """The shape of each image the clip has, without reading it."""
         g = self._file[clip.key]
-        return {name: g[name].shape for name in IMAGES if name in g}
+        return {name: g[name].shape for name in (*IMAGES, *FLOW_IMAGES) if name in g}
 
     def close(self) -> None:
         self._file.close()
@@ -384,9 +401,12 @@ def read_root_attrs(cache: Path) -> dict[str, object]:
                          "--rebuild, or give another --out") from None
 
 
-def clip_fingerprints(cache: Path) -> dict[tuple[str, str], tuple[str, str]]:
-    """``{(subject, clip): (fingerprint of the images, of the sheet row)}`` of the clips in
-    ``cache`` (a cache built before rows had one: '')."""
+def clip_fingerprints(cache: Path) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """``{(subject, clip): (fingerprint of the dynamic images, of the sheet row, of the
+    flow images)}`` of the clips in ``cache`` (a cache built before rows had one, a clip
+    without flow: '')."""
     with open_cache(cache, damaged="skip") as c:  # a damaged clip is built again
         return {(r.subject, r.clip): (str(r.attrs.get("fingerprint", "")),
-                                      str(r.attrs.get("row_fingerprint", ""))) for r in c}
+                                      str(r.attrs.get("row_fingerprint", "")),
+                                      str(r.attrs.get("flow_fingerprint", "")))
+                for r in c}

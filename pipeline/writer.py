@@ -25,10 +25,12 @@ from mer_di._files import exclusive_lock
 from mer_di.errors import CacheError
 from mer_di.pipeline.store import (
     APEX_FRAME,
+    FLOW_IMAGES,
     IMAGES,
     ROOT_ATTRS,
     ClipRecord,
     check_names,
+    clip_key,
     to_attr,
 )
 
@@ -108,11 +110,13 @@ class PartStore:
         for stale in self.dir.glob("*.tmp*"):
             stale.unlink()  # a part that a killed build was still writing
 
-    def _path(self, subject: str, clip: str) -> Path:
-        return self.dir / f"{subject}__{clip}.part"
+    def _path(self, subject: str, clip: str, kind: str = "") -> Path:
+        return self.dir / f"{subject}__{clip}{'.' + kind if kind else ''}.part"
 
-    def save(self, record: ClipRecord) -> None:
-        path = self._path(record.subject, record.clip)
+    def save(self, record: ClipRecord, kind: str = "") -> None:
+        """Write ``record`` as a part; ``kind`` "flow": a clip's flow images alone (added
+        to a clip whose dynamic images are kept), beside its whole part if any."""
+        path = self._path(record.subject, record.clip, kind)
         tmp = path.with_name(path.name + ".tmp")
         # No fsync: the rename makes a part whole against a killed process (the page cache
         # survives it); only the assembled cache is synced. After a power loss a part
@@ -128,11 +132,12 @@ class PartStore:
             tmp.unlink(missing_ok=True)  # disk full, a signal: no half part is left
             raise
 
-    def load(self, subject: str, clip: str, images: bool = True) -> ClipRecord | None:
+    def load(self, subject: str, clip: str, images: bool = True, kind: str = ""
+             ) -> ClipRecord | None:
         """The part of clip ``subject``/``clip`` (None when there is none or it is
         unreadable, which is then deleted); ``images=False`` reads only its attributes (no
-        images in the record)."""
-        path = self._path(subject, clip)
+        images in the record); ``kind`` as for :meth:`save`."""
+        path = self._path(subject, clip, kind)
         if not path.exists():
             return None
         try:
@@ -152,6 +157,19 @@ class PartStore:
             self.dir.rmdir()
 
 
+
+
+def _put(group: h5py.Group, name: str, image: np.ndarray) -> None:
+    """Write image ``name`` (float32, ``apex_frame`` uint8) into a clip's group."""
+    if name != APEX_FRAME:
+        image = image.astype(np.float32, copy=False)
+    # a Fletcher-32 checksum per chunk: damaged pixels are an error when read, never
+    # numbers (a cache may live years on shared disks). One chunk per image: h5py's guess
+    # cut a 224x224x3 image into 48 chunks, each its own index entry, filter call and
+    # checksum (the four images' writes took 2.8x the CPU: benchmarks/bench_build_steps.py).
+    # An image is at most 768 MiB (frames.MAX_FRAME_PIXELS x 3 channels x float32), under
+    # HDF5's 4 GB chunk.
+    group.create_dataset(name, data=image, chunks=image.shape, fletcher32=True)
 
 
 class CacheWriter:
@@ -178,19 +196,24 @@ class CacheWriter:
         check_names(record.subject, record.clip)
         g = self._file.require_group(record.key)
         write_new_attrs(g, record.attrs)
-        for phase in IMAGES:
+        for phase in (*IMAGES, *FLOW_IMAGES):
             if phase in record.images:
-                image = record.images[phase]
-                if phase != APEX_FRAME:
-                    image = image.astype(np.float32, copy=False)
-                # a Fletcher-32 checksum per chunk: damaged pixels are an error when read,
-                # never numbers (a cache may live years on shared disks). One chunk per
-                # image: h5py's guess cut a 224x224x3 image into 48 chunks, each its own
-                # index entry, filter call and checksum (the four images' writes took 2.8x
-                # the CPU: benchmarks/bench_build_steps.py). An image is at most 768 MiB
-                # (frames.MAX_FRAME_PIXELS x 3 channels x float32), under HDF5's 4 GB chunk.
-                g.create_dataset(phase, data=image, chunks=image.shape, fletcher32=True)
+                _put(g, phase, record.images[phase])
         self.count += 1
+
+    def set_flow(self, subject: str, clip: str, images: dict[str, np.ndarray],
+                 attrs: dict[str, object]) -> None:
+        """Replace the flow images (:data:`FLOW_IMAGES`) of a clip already written (by
+        :meth:`copy_from`) with ``images``, and set ``attrs``; its other images stay."""
+        g = self._file[clip_key(subject, clip)]
+        for name in FLOW_IMAGES:
+            if name in g:
+                del g[name]
+        for name in FLOW_IMAGES:
+            if name in images:
+                _put(g, name, images[name])
+        for k, v in attrs.items():
+            g.attrs[k] = to_attr(v)
 
     def copy_from(self, source: h5py.File, subject: str, clip: str,
                   attrs: dict[str, object] | None = None) -> None:

@@ -15,7 +15,14 @@ import numpy as np
 from mer_di.data_manifest.classes import class_names, map_label, normalise_emotion
 from mer_di.errors import CacheError, DataError, MerError
 from mer_di.options import CLASS_SETS, check
-from mer_di.pipeline.store import APEX_FRAME, IMAGES, CachedClip, file_sha256, open_cache
+from mer_di.pipeline.store import (
+    APEX_FRAME,
+    FLOW_IMAGES,
+    IMAGES,
+    CachedClip,
+    file_sha256,
+    open_cache,
+)
 
 UNLABELLED = -1  # a clip whose emotion is outside the classes (only ever predicted)
 CROSS_DATASET_SETS = ("megc",)  # class sets with one meaning across datasets
@@ -30,7 +37,11 @@ class ClipSet:
     outside them); ``full``, ``onset``, ``offset`` [shape=(N, H, W, C), float32] the raw
     dynamic images, ``onset``/``offset`` valid where ``has_onset``/``has_offset``;
     ``apex_frame`` [shape=(N, H, W, C), float32] the apex frames, or None when a cache
-    predates them (schema 1).
+    predates them (schema 1). ``flow``: flow phase (:data:`FLOW_IMAGES`) -> [shape=(N, H,
+    W, 3), float32: u, v, strain, raw, :mod:`mer_di.pipeline.flow`], valid where
+    ``has_flow[phase]`` [shape=(N,), bool], for the phases some clip has; 0 elsewhere,
+    which is exact where ``still_flow[phase]`` (the phase's two frames are one frame: apex
+    = onset, apex = offset; the build stores no image for it).
     """
 
     datasets: np.ndarray
@@ -45,6 +56,9 @@ class ClipSet:
     has_offset: np.ndarray
     apex_frame: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)  # what reading them found (--clips)
+    flow: dict[str, np.ndarray] = field(default_factory=dict)
+    has_flow: dict[str, np.ndarray] = field(default_factory=dict)
+    still_flow: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -57,6 +71,20 @@ class ClipSet:
         number = {p: i for i, p in enumerate(pairs)}
         return np.array([number[p] for p in zip(self.datasets.tolist(), self.subjects.tolist(),
                                                 strict=True)], np.int64)
+
+    @property
+    def flow_phases(self) -> tuple[str, ...]:
+        """The flow phases a flow model can read (what
+        :func:`mer_di.training.flow_input.check_flow_input` checks): ``flow_onset_apex``
+        when every clip has it or is still over it (apex = onset: its flow is 0; a model
+        is tested on it, so none may be missing), and then ``flow_apex_offset`` when some
+        clip has it (a second training sample where ``has_flow`` says)."""
+        first = FLOW_IMAGES[0]
+        if first not in self.has_flow or not (self.has_flow[first]
+                                              | self.still_flow[first]).all():
+            return ()
+        return tuple(p for p in FLOW_IMAGES if p in self.has_flow
+                     and self.has_flow[p].any())
 
     def images(self, name: str) -> np.ndarray | None:
         """The array of image ``name`` (one of :data:`IMAGES`) of every clip, or None."""
@@ -75,7 +103,8 @@ def read_clips(path: str | Path, keep=lambda clip: True) -> list[Loaded]:
     (named by clip and image)."""
     try:
         with open_cache(path) as cache:
-            loaded = [(clip, cache.images(clip, IMAGES)) for clip in cache if keep(clip)]
+            loaded = [(clip, cache.images(clip, (*IMAGES, *FLOW_IMAGES))) for clip in cache
+                      if keep(clip)]
     except CacheError as exc:
         raise DataError(str(exc)) from None
     for clip, images in loaded:
@@ -269,9 +298,23 @@ def assemble(loaded: Iterable[Loaded], classes: list[str], class_set: str) -> Cl
     if all(APEX_FRAME in images for _, images in loaded):
         apex_frame = np.stack([images[APEX_FRAME] for _, images in loaded]).astype(
             np.float32, copy=False)
+    flow = {p: np.zeros((n, *shape[:2], 3), np.float32) for p in FLOW_IMAGES
+            if any(p in images for _, images in loaded)}
+    has_flow = {p: np.zeros(n, bool) for p in flow}
+    still = {p: np.zeros(n, bool) for p in flow}
+    for i, (clip, images) in enumerate(loaded):
+        a = clip.attrs
+        ends = dict(zip(FLOW_IMAGES, ("onset", "offset"), strict=True))
+        for p in flow:
+            if p in images:
+                flow[p][i], has_flow[p][i] = images[p], True
+            else:
+                apex = a.get("apex_used")
+                still[p][i] = apex is not None and apex == a.get(ends[p])
     names = {k: np.array([getattr(clip, k) for clip, _ in loaded], dtype=object)
              for k in ("dataset", "subject", "clip")}
     return ClipSet(datasets=names["dataset"], subjects=names["subject"], clips=names["clip"],
                    labels=labels, classes=classes, full=full, onset=phase["onset"],
                    offset=phase["offset"], has_onset=has["onset"], has_offset=has["offset"],
-                   apex_frame=apex_frame)
+                   apex_frame=apex_frame, flow=flow, has_flow=has_flow,
+                   still_flow=still)
