@@ -12,7 +12,7 @@ from typing import Protocol
 import torch
 
 from mer_di.training.plan import Plan
-from mer_di.training.samples import ImageBank, needed_images
+from mer_di.training.samples import ImageBank, bank_key, model_bank
 from mer_di.training.trainer import run_unit, write_unit
 from mer_di.training.units import Unit
 
@@ -53,10 +53,9 @@ class LocalExecutor:
         for (model, config, seed), units in runs.items():
             bars.run(f"{model} {config} seed {seed}", len(units))
             cfg = plan.cfgs[model]
-            names = needed_images(plan)
-            if bank is None or bank.key != (cfg.input_size, cfg.mean, cfg.std, names):
+            if bank is None or bank.key != bank_key(plan, cfg):
                 bank = None  # one model's images in memory at a time
-                bank = ImageBank(plan.clips, cfg.input_size, cfg.mean, cfg.std, device, names)
+                bank = model_bank(plan, cfg, device)  # dynamic images, or flow
             for unit in units:
                 bars.fold(unit.fold, plan.spec.train.epochs)
                 result = run_unit(plan, unit, bank, on_epoch=bars.epoch)

@@ -186,6 +186,37 @@ def flow_unit_samples(labels: np.ndarray, bank: FlowBank, idx: np.ndarray,
     return Samples(torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(ys)))
 
 
+def clip_set_flow_bank(clips, configs: Iterable[str], size: int,
+                       device: torch.device | str = "cpu") -> FlowBank:
+    """The :class:`FlowBank` of a :class:`mer_di.training.data.ClipSet` for units under
+    ``configs`` (:func:`needed_flow_phases`): its ``flow`` arrays, the apex->offset flow
+    valid where ``has_flow`` says. Raises :class:`DataError` when the clip set lacks a
+    phase the configurations need (see :func:`check_flow_input`)."""
+    phases = needed_flow_phases(configs)
+    missing = [p for p in phases if p not in clips.flow_phases]
+    if missing:
+        raise DataError(f"the clips hold no {' or '.join(missing)}: build the cache with "
+                        "optical flow (mer-prep build-cache --flow dis)")
+    valid = {p: clips.has_flow[p] for p in phases if p != FLOW_ONSET_APEX}
+    return FlowBank({p: clips.flow[p] for p in phases}, size, device, valid=valid)
+
+
+def input_label(spec: Mapping[str, object]) -> str:
+    """What a run's models were fed, for its summary: ``spec`` is its ``config.json``'s
+    spec (``input``, ``models``); each model's declared input decides (``input_kind``)."""
+    if spec.get("input") == "apex":
+        return "the apex frame alone (control)"
+    from mer_di.training.models import is_known, model_cfg
+
+    models = [str(m) for m in spec.get("models") or ()]
+    flow = [m for m in models if is_known(m) and model_cfg(m).input_kind == "flow"]
+    if not flow:
+        return "dynamic images"
+    di = [m for m in models if m not in flow]
+    return ("optical flow" + (f" ({', '.join(flow)}), dynamic images ({', '.join(di)})"
+                              if di else ""))
+
+
 def needed_flow_phases(configs: Iterable[str]) -> tuple[str, ...]:
     """The flow phases units under ``configs`` read: both where one is phase-aware
     (``dualdi*``), else the onset->apex flow alone."""

@@ -27,6 +27,7 @@ from mer_di.errors import MerError, PredictError
 from mer_di.pipeline.build import BuildOptions, pool_clips
 from mer_di.pipeline.store import CachedClip, open_cache, parse_key
 from mer_di.training.data import UNLABELLED, Loaded, assemble, read_clips
+from mer_di.training.flow_input import clip_set_flow_bank, flow_unit_samples
 from mer_di.training.loop import predict as predict_logits
 from mer_di.training.models import build_model
 from mer_di.training.plan import resolve_device
@@ -162,8 +163,9 @@ def clips_from_cache(cache: str | Path, ck: dict, clips: list[str] | None = None
     with open_cache(cache) as c:
         dataset, params = c.dataset, c.params
     want = _build_params(ck, dataset)
-    differ = [f"{k}: cache {params[k]!r}, run {want[k]!r}" for k in MATCHING_PARAMS
-              if params[k] != want[k]]
+    differ = [f"{k}: cache {params[k]!r}, run {want.get(k, 'none')!r}"
+              for k in (*MATCHING_PARAMS, *_flow_params(ck))
+              if params[k] != want.get(k, "none")]
     if differ:
         raise PredictError(f"{cache} was built otherwise than the run's caches "
                            f"({'; '.join(differ)}); build it with the run's parameters")
@@ -184,7 +186,8 @@ def clips_from_folder(dataset: str, root: str | Path, ck: dict, sheet: str | Pat
     params = _build_params(ck, dataset)
     options = BuildOptions(size=None if params["size"] == "native" else int(params["size"]),
                            crop=params["crop"], weights=params["weights"], workers=workers,
-                           apex=params.get("apex", "sheet"))
+                           apex=params.get("apex", "sheet"),
+                           flow=params.get("flow", "none") if _flow_params(ck) else None)
     loaded: list[Loaded] = []
     with closing(pool_clips([(r, "") for r in rows if r.full_ok], options)) as pooled:
         for done in pooled:
@@ -196,6 +199,12 @@ def clips_from_folder(dataset: str, root: str | Path, ck: dict, sheet: str | Pat
                                                  record.attrs, tuple(record.images)),
                            record.images))
     return loaded, left_out
+
+
+def _flow_params(ck: dict) -> tuple[str, ...]:
+    """``("flow",)`` for a flow model's checkpoint (its clips' flow must be made by the
+    same method), else ``()``."""
+    return ("flow",) if ck.get("input_kind", "di") == "flow" else ()
 
 
 def _left_out(row, reason: str) -> dict[str, object]:
@@ -212,10 +221,17 @@ def predict_loaded(trained: Trained, loaded: list[Loaded], device: str = "auto",
     classes = list(ck["classes"])
     clip_set = assemble(loaded, classes, ck["class_set"])
     dev = resolve_device(device)
-    bank = ImageBank(clip_set, int(ck["input_size"]), tuple(ck["mean"]), tuple(ck["std"]),
-                     dev)
-    samples = unit_samples(clip_set, bank, np.arange(len(clip_set)), bool(ck["pair"]),
-                           dual=False, apex_frame=ck["input"] == "apex")
+    if _flow_params(ck):  # a flow model: each clip's onset->apex flow, as it was tested
+        try:
+            bank = clip_set_flow_bank(clip_set, ("baseline",), int(ck["input_size"]), dev)
+        except MerError as exc:
+            raise PredictError(f"{ck['model']} is fed optical flow: {exc}") from None
+        samples = flow_unit_samples(clip_set.labels, bank, np.arange(len(clip_set)), False)
+    else:
+        bank = ImageBank(clip_set, int(ck["input_size"]), tuple(ck["mean"]),
+                         tuple(ck["std"]), dev)
+        samples = unit_samples(clip_set, bank, np.arange(len(clip_set)), bool(ck["pair"]),
+                               dual=False, apex_frame=ck["input"] == "apex")
     probs = np.zeros((len(clip_set), len(classes)))
     for unit, checkpoint in zip(trained.units, trained.checkpoints, strict=True):
         model, _ = build_model(checkpoint["model"], len(classes), tiny=checkpoint["tiny"],

@@ -163,12 +163,17 @@ def _loss(model, images: torch.Tensor, samples: Samples, batch_size: int, amp: b
 
 def fit(model: torch.nn.Module, images: torch.Tensor, train: Samples, val: Samples | None,
         options: TrainOptions, seed: int, fliprot: bool,
-        on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
+        augment: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+        = flip_rotate) -> FitResult:
     """Train ``model`` on ``train``; keep the weights of the epoch with the lowest loss on
     ``val`` (the last epoch when there is no ``val``). The shuffling and the augmentation
-    draw from a generator seeded with ``seed``. Under ``options.select_epoch ==
-    "test-fold"`` the caller passes the test fold as ``val`` (the paper's protocol); the
-    loop itself cannot tell, which is why the runs and rows it makes are labelled."""
+    draw from a generator seeded with ``seed``. ``augment(batch, flip, angle)`` applies
+    ``fliprot``'s draws (:func:`mer_di.training.augment.flip_rotate`; a flow model's is
+    :func:`mer_di.training.flow_input.flow_flip_rotate`, which turns the vectors too).
+    Under ``options.select_epoch == "test-fold"`` the caller passes the test fold as
+    ``val`` (the paper's protocol); the loop itself cannot tell, which is why the runs and
+    rows it makes are labelled."""
     device = images.device
     model.to(device)
     generator = torch.Generator().manual_seed(seed)
@@ -197,8 +202,8 @@ def fit(model: torch.nn.Module, images: torch.Tensor, train: Samples, val: Sampl
             rows = order[i:i + options.batch_size]
             x = _batch(images, index[rows])
             if fliprot:
-                x = flip_rotate(x, flips[i:i + options.batch_size],
-                                angles[i:i + options.batch_size])
+                x = augment(x, flips[i:i + options.batch_size],
+                            angles[i:i + options.batch_size])
             y = labels[rows]
             with _autocast(device, options.amp):
                 loss = F.cross_entropy(_forward(model, x), y)

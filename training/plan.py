@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_di.errors import MerError, ModelError, RunError
+from mer_di.errors import DataError, MerError, ModelError, RunError
 from mer_di.options import INPUTS, PROTOCOLS, check
 from mer_di.pipeline.store import open_cache
 from mer_di.training.configs import applies, get_config
@@ -220,6 +220,11 @@ def plan_run(spec: CVSpec) -> Plan:
     # dynamic images under a flow model's name: refused
     check_flow_input(cfgs, getattr(clips, "flow_phases", ()), spec.configs,
                      cache=", ".join(spec.caches))
+    flow_models = sorted(m for m, c in cfgs.items() if c.input_kind == "flow")
+    if spec.input == "apex" and flow_models:  # the control is a still image, not a flow
+        raise DataError(f"--input apex (the apex frame control) and the flow model(s) "
+                        f"{', '.join(flow_models)}, which are fed optical flow: run them "
+                        "without --input apex")
     if not units:
         raise RunError("nothing to run: " + "; ".join(skipped))
     notes = _upsampling(clips, cfgs) + clips.notes + weight_notes

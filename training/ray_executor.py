@@ -108,7 +108,7 @@ def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, gpus: floa
     ``unit``: training, testing and writing) and ``where`` (see :func:`_where`), with
     ``started``/``ended`` (wall clock, seconds since the epoch) for the driver to see
     which units overlapped."""
-    from mer_di.training.samples import ImageBank, needed_images
+    from mer_di.training.samples import bank_key, model_bank
     from mer_di.training.trainer import run_unit, write_unit
 
     folder = Path(units_dir)
@@ -125,12 +125,10 @@ def mer_di_unit(plan: Plan, unit: Unit, units_dir: str, threads: int, gpus: floa
         torch.cuda.set_per_process_memory_fraction(gpus, device)
     start = time.perf_counter()
     cfg = plan.cfgs[unit.model]
-    names = needed_images(plan)
-    key = f"{token}:{cfg.input_size}:{cfg.mean}:{cfg.std}:{device}:{names}"
+    key = f"{token}:{device}:{bank_key(plan, cfg)}"
     if _BANK.get("key") != key:
         _BANK.clear()  # one model input's images at a time, as a local run keeps them
-        _BANK.update(key=key, bank=ImageBank(plan.clips, cfg.input_size, cfg.mean, cfg.std,
-                                             device, names))
+        _BANK.update(key=key, bank=model_bank(plan, cfg, device))  # dynamic images, or flow
     ready = time.perf_counter()
     try:
         result = run_unit(plan, unit, _BANK["bank"])

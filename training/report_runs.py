@@ -13,6 +13,7 @@ import pandas as pd
 
 from mer_di._files import file_sha256
 from mer_di.errors import ReportError
+from mer_di.training.flow_input import input_label
 from mer_di.training.loop import OPTIMISTIC
 from mer_di.training.results import PRED_COLUMNS, label_with_setup
 from mer_di.training.run_folder import TABLES, read_config, resume_command, writer_of
@@ -56,8 +57,7 @@ class Run:
                 f"{self.config.get('clips', '?')} clips; classes {', '.join(self.classes)}; "
                 f"protocol {spec['protocol']}{folds}; seeds "
                 f"{', '.join(map(str, spec['seeds']))}; input: "
-                + ("the apex frame alone (control)" if spec.get("input") == "apex"
-                   else "dynamic images")
+                + input_label(spec)
                 + (f"; **{OPTIMISTIC}** (the paper's protocol, for replication only)"
                    if (spec.get("train") or {}).get("select_epoch") == "test-fold" else ""))
 

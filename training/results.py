@@ -17,6 +17,7 @@ import pandas as pd
 
 from mer_di._files import write_atomic
 from mer_di.errors import RunError
+from mer_di.training.flow_input import input_label
 from mer_di.training.metrics import confusion, mean_std, scores
 from mer_di.training.run_folder import TABLES, read_config, resume_command
 from mer_di.training.units import FAILED, FAILURES, SCORES, Unit, unit_damage
@@ -133,8 +134,7 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
             f"{', '.join(classes)}; protocol {spec['protocol']}"
             + (f" ({spec['folds']} folds)" if spec["protocol"] != "loso" else "")
             + f", seeds {', '.join(map(str, spec['seeds']))}; input: "
-            + ("the apex frame alone (control)" if spec.get("input") == "apex"
-               else "dynamic images"))
+            + input_label(spec))
     if config.get("data_setup"):
         head += f"\nover: {config['data_setup']}"
     ran = ran_on(unit_scores)

@@ -43,6 +43,29 @@ class ImageBank:
         return self._start[name] + np.asarray(idx, np.int64)
 
 
+def bank_key(plan, cfg) -> tuple:
+    """What the bank of model ``cfg`` (a ModelCfg) under ``plan`` is made of; two models
+    with the same key share one bank (its ``key``)."""
+    if getattr(cfg, "input_kind", "di") == "flow":
+        from mer_di.training.flow_input import needed_flow_phases
+
+        return (cfg.input_size, needed_flow_phases(plan.spec.configs))
+    return (cfg.input_size, tuple(cfg.mean), tuple(cfg.std), needed_images(plan))
+
+
+def model_bank(plan, cfg, device: torch.device | str = "cpu"):
+    """The input of model ``cfg`` for the clips of ``plan``: a
+    :class:`mer_di.training.flow_input.FlowBank` of the flow phases the plan's
+    configurations need for a flow model (``input_kind`` "flow"), else an
+    :class:`ImageBank` of :func:`needed_images`. Its ``key`` is :func:`bank_key`'s."""
+    if getattr(cfg, "input_kind", "di") == "flow":
+        from mer_di.training.flow_input import clip_set_flow_bank
+
+        return clip_set_flow_bank(plan.clips, plan.spec.configs, cfg.input_size, device)
+    return ImageBank(plan.clips, cfg.input_size, cfg.mean, cfg.std, device,
+                     needed_images(plan))
+
+
 def needed_images(plan) -> tuple[str, ...]:
     """The images the units of ``plan`` read: the apex frame alone for ``--input apex``;
     otherwise ``full``, and the phase images when a configuration is dual-phase or a model

@@ -27,8 +27,10 @@ import torch
 
 from mer_di import __version__
 from mer_di.errors import DivergedError
+from mer_di.training.augment import flip_rotate
 from mer_di.training.configs import get_config
 from mer_di.training.determinism import channels_last
+from mer_di.training.flow_input import flow_flip_rotate, flow_unit_samples
 from mer_di.training.folds import validation_split
 from mer_di.training.loop import fit, predict
 from mer_di.training.metrics import confusion, scores
@@ -80,10 +82,17 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
     cfg, model_cfg = get_config(unit.config), plan.cfgs[unit.model]
     train, val, test = unit_split(plan, unit)
     apex_frame = spec.input == "apex"
-    train_s = unit_samples(clips, bank, train, model_cfg.pair, cfg.dual, apex_frame)
-    val_s = (unit_samples(clips, bank, val, model_cfg.pair, False, apex_frame)
-             if val is not None else None)
-    test_s = unit_samples(clips, bank, test, model_cfg.pair, False, apex_frame)
+    augment = flip_rotate
+    if model_cfg.input_kind == "flow":  # a FlowBank (samples.model_bank)
+        def samples(idx, dual):
+            return flow_unit_samples(clips.labels, bank, idx, dual)
+        augment = flow_flip_rotate  # flipping a flow negates u
+    else:
+        def samples(idx, dual):
+            return unit_samples(clips, bank, idx, model_cfg.pair, dual, apex_frame)
+    train_s = samples(train, cfg.dual)
+    val_s = samples(val, False) if val is not None else None
+    test_s = samples(test, False)
     model, info, made = build_for_unit(unit.model, len(clips.classes), unit.seed_value,
                                        pretrained=spec.weights_for(unit.model),
                                        tiny=spec.tiny, backbone=spec.backbone)
@@ -94,7 +103,7 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
     start = time.perf_counter()
     try:
         result = fit(model, bank.tensor, train_s, val_s, spec.train, unit.seed_value,
-                     cfg.fliprot, on_epoch)
+                     cfg.fliprot, on_epoch, augment=augment)
     except DivergedError as exc:  # a failed unit: recorded, never scored
         return UnitResult(unit, _history(unit, exc.history),
                           pd.DataFrame(columns=list(PRED_COLUMNS)),
@@ -151,6 +160,7 @@ def checkpoint(plan: Plan, unit: Unit, model: torch.nn.Module, info) -> dict[str
         "model": unit.model, "tiny": spec.tiny, "backbone": spec.backbone,
         "pair": info.pair, "input_size": info.input_size, "mean": list(info.mean),
         "std": list(info.std), "input": spec.input,
+        "input_kind": plan.cfgs[unit.model].input_kind,
         "classes": list(plan.clips.classes), "class_set": spec.classes,
         "config": unit.config, "seed": unit.seed, "fold": unit.fold,
         "caches": [dict(p) for p in plan.cache_params],
