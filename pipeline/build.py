@@ -35,7 +35,13 @@ from mer_di.data_manifest.records import FIELDS
 from mer_di.errors import BuildError, CacheError
 from mer_di.options import APEX_MODES, check
 from mer_di.pipeline.apex import spot_apex
-from mer_di.pipeline.build_flow import FlowTodo, add_flow, flow_allowed, flow_fingerprint
+from mer_di.pipeline.build_flow import (
+    FlowTodo,
+    add_flow,
+    flow_allowed,
+    flow_fingerprint,
+    kept_apexes,
+)
 from mer_di.pipeline.dynamic_image import WEIGHTS, clip_dynamic_images
 from mer_di.pipeline.flow import check_flow_method, clip_flow
 from mer_di.pipeline.frames import CROPS, ClipFrames, FrameError, finish_image, load_clip
@@ -48,7 +54,6 @@ from mer_di.pipeline.store import (
     ClipRecord,
     clip_fingerprints,
     file_sha256,
-    open_cache,
     read_root_attrs,
     usable_apex,
 )
@@ -369,19 +374,8 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
 
 def _add_flow(todo: list[FlowTodo], out: Path, options: BuildOptions, parts: PartStore,
               writer: CacheWriter, report: BuildReport, progress: bool) -> None:
-    """The flow images of the kept clips ``todo`` (:mod:`mer_di.pipeline.build_flow`);
-    the apex each clip's dynamic images used is read from the old cache or its part."""
-    if any(not t.attrs for t in todo):
-        with open_cache(out, damaged="skip") as old:
-            for t in todo:
-                if not t.attrs:
-                    t.attrs = dict(old.get(t.row.subject, t.row.clip).attrs)
-    for t in todo:
-        if "apex_used" not in t.attrs:  # a clip built before the cache recorded its apex
-            sheet = usable_apex(t.row.onset, t.row.apex, t.row.offset, t.row.onset_ok,
-                                t.row.offset_ok)
-            t.attrs.update(apex_source="none" if sheet is None else "sheet",
-                           apex_used=t.row.apex)
+    """The flow images of the kept clips ``todo`` (:mod:`mer_di.pipeline.build_flow`)."""
+    kept_apexes(todo, out)
     flowed, failed = add_flow(todo, options.flow, options.size, options.crop,
                               options.workers, parts, writer, progress)
     report.flowed += flowed

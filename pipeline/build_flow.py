@@ -15,11 +15,12 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from mer_di.data_manifest import ManifestRow
 from mer_di.pipeline.flow import FLOW_VERSION, clip_flow
 from mer_di.pipeline.frames import FrameError, load_clip
-from mer_di.pipeline.store import ClipRecord
+from mer_di.pipeline.store import ClipRecord, open_cache, usable_apex
 from mer_di.pipeline.writer import CacheWriter, PartStore
 
 
@@ -54,6 +55,22 @@ class FlowTodo:
     row: ManifestRow
     flow_fp: str
     attrs: dict[str, object]
+
+
+def kept_apexes(todo: list[FlowTodo], cache: Path) -> None:
+    """Fill each ``todo``'s ``attrs`` that is empty (a clip kept from the old ``cache``, not
+    from a part) with its attributes there: the apex its dynamic images used."""
+    if any(not t.attrs for t in todo):
+        with open_cache(cache, damaged="skip") as old:
+            for t in todo:
+                if not t.attrs:
+                    t.attrs = dict(old.get(t.row.subject, t.row.clip).attrs)
+    for t in todo:
+        if "apex_used" not in t.attrs:  # a clip built before the cache recorded its apex
+            sheet = usable_apex(t.row.onset, t.row.apex, t.row.offset, t.row.onset_ok,
+                                t.row.offset_ok)
+            t.attrs.update(apex_source="none" if sheet is None else "sheet",
+                           apex_used=t.row.apex)
 
 
 def compute_flow(todo: FlowTodo, method: str, size: int | None, crop: str, decoders

@@ -116,3 +116,16 @@ def test_a_flow_model_under_the_apex_frame_control_is_refused(flow_run, tmp_path
         "cv", "--quiet", "--tiny", "--cache", str(flow_run["cache"]), "--model", "ststnet",
         "--config", "baseline", "--input", "apex", "--out", str(tmp_path / "r")])
     assert result.exit_code != 0 and "fed optical flow" in result.output
+
+
+def test_caches_whose_flow_methods_differ_are_refused(flow_run, tmp_path):
+    other = generate_dataset("samm", tmp_path / "samm", subjects=2, clips_per_class=1,
+                             frame_size=(48, 48), length=(6, 9), seed=1).root
+    samm = build_cache("samm", other, tmp_path / "samm.h5",
+                       options=BuildOptions(size=32, flow="dis")).cache
+    result = CliRunner().invoke(mer_train, [
+        "cv", "--quiet", "--tiny", "--cache", str(flow_run["cache"]), "--cache", str(samm),
+        "--classes", "megc", "--model", "ststnet", "--config", "baseline", "--protocol",
+        "loso", "--epochs", "1", "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "different methods" in result.output, result.output
+    assert "farneback" in result.output and "dis" in result.output

@@ -234,6 +234,14 @@ def plan_run(spec: CVSpec) -> Plan:
         with open_cache(path) as cache:
             cache_params.append(cache.params)
     notes += crop_warnings(cache_params, spec.caches)
+    methods = {str(c): p.get("flow", "none") for c, p in zip(spec.caches, cache_params,
+                                                              strict=True)}
+    if flow_models and len(set(methods.values())) > 1:  # one model, two kinds of flow
+        raise DataError("the caches' optical flow was made by different methods ("
+                        + ", ".join(f"{c}: {m}" for c, m in methods.items()) + f"), and "
+                        f"{', '.join(flow_models)} would learn the method with the dataset: "
+                        "build them with one --flow (it is added without recomputing the "
+                        "dynamic images)")
     if spec.train.select_epoch == "test-fold":
         notes.append(f"--select-epoch test-fold ({OPTIMISTIC}): each fold's epoch and early "
                      "stop are chosen on its own test fold, as the paper's protocol did; for "
