@@ -280,6 +280,11 @@ def build_cache(dataset: str, root: str | Path, out: str | Path, sheet: str | Pa
             stale.unlink()
         existing: dict[tuple[str, str], tuple[str, str, str]] = {}
         flow = options.flow or "none"
+        if options.rebuild and options.flow is None and out.exists():
+            try:  # --rebuild without --flow keeps the flow method, as a plain build does
+                flow = str(read_root_attrs(out).get("flow") or "none")
+            except CacheError:
+                pass  # an unreadable cache: rebuilt without flow
         if out.exists() and not options.rebuild:
             attrs = read_root_attrs(out)
             had = {k: attrs.get(k, PARAM_DEFAULTS.get(k)) for k in BUILD_PARAMS}

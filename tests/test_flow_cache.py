@@ -130,6 +130,11 @@ def test_adding_flow_keeps_the_dynamic_images_and_says_how_many(casme, tmp_path)
     assert {k: v for k, v in replaced.items() if k.rsplit("/", 1)[1] not in FLOW_IMAGES} == \
         before
     assert replaced != after
+    # --rebuild without --flow keeps the method (everything computed again)
+    rebuilt = build_cache("casme2", casme, cache, options=BuildOptions(size=SIZE,
+                                                                        rebuild=True))
+    assert rebuilt.flow == "farneback" and rebuilt.built == rebuilt.flowed == first.total
+    assert _datasets(cache) == replaced
     # --flow none drops it again, and the dynamic images stay
     build_cache("casme2", casme, cache, options=BuildOptions(size=SIZE, flow="none"))
     assert _datasets(cache) == before
