@@ -108,7 +108,8 @@ def main() -> None:
               "repeat to combine datasets (the MEGC composite is three caches).")
 @click.option("--model", "models", multiple=True,
               help="vggface, vgg19, resnet34, efficientnet_b0, vit_base_patch16_224, learnet, "
-              "dianet, or any timm model name; repeat for several.")
+              "dianet, or any timm model name; the optical-flow models ststnet, off_apexnet "
+              "(a cache built with --flow); repeat for several.")
 @click.option("--config", "configs", multiple=True,
               help="Augmentation setting (the paper's 'configuration'): " + describe(CONFIGS)
               + "; repeat for several (default: all four).")
