@@ -38,7 +38,7 @@ def flow_allowed(source: str, row: ManifestRow) -> tuple[bool, bool] | None:
     """``(onset->apex allowed, apex->offset allowed)`` for a clip whose apex came from
     ``source`` (:data:`mer_di.pipeline.store.APEX_SOURCES`), or None when it has no usable
     apex ('none'): as its phase dynamic images are allowed (the sheet's row decides for
-    the sheet's apex, :func:`mer_di.pipeline.build.make_record`)."""
+    the sheet's apex, :func:`mer_di.pipeline.clip_record.make_record`)."""
     if source == "none":
         return None
     if source == "sheet":
