@@ -33,18 +33,27 @@ def _seeds(ctx, param, values: tuple[str, ...]) -> list[int]:
 def _weights(values: tuple[str, ...], models: tuple[str, ...]) -> dict[str, str]:
     """--pretrained values -> {model or "*": file}; MODEL=FILE only where MODEL is a --model
     (a file name may itself contain '=')."""
-    out: dict[str, str] = {}
     for value in values:
-        model, sep, path = value.partition("=")
+        model, sep, _ = value.partition("=")
         if sep and model not in models and not Path(value).exists():
             raise click.BadParameter(f"{value}: {model} is not a --model of this run (its "
                                      f"models: {', '.join(models) or 'none'})",
                                      param_hint="--pretrained")
-        key, path = (model, path) if sep and model in models else ("*", value)
+    return _per_key(values, models, "--pretrained", "weights", "every model")
+
+
+def _per_key(values: tuple[str, ...], keys, option: str, what: str, every: str
+             ) -> dict[str, str]:
+    """``KEY=VALUE`` or ``VALUE`` options -> ``{key or "*": value}``: ``KEY=`` only where
+    KEY is one of ``keys`` (a value may itself contain '='); each key once."""
+    out: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        key, rest = (key, rest) if sep and key in keys else ("*", value)
         if key in out:
-            raise click.BadParameter(f"two weights for {'every model' if key == '*' else key}",
-                                     param_hint="--pretrained")
-        out[key] = path
+            raise click.BadParameter(f"two {what} for {every if key == '*' else key}",
+                                     param_hint=option)
+        out[key] = rest
     return out
 
 
@@ -208,15 +217,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epoc
 
 def _clip_lists(values: tuple[str, ...]) -> dict[str, str]:
     """--clips values -> {dataset or "*": CSV or set name}; each key once."""
-    out: dict[str, str] = {}
-    for value in values:
-        dataset, sep, what = value.partition("=")
-        key, what = (dataset, what) if sep and dataset in DATASETS else ("*", value)
-        if key in out:
-            raise click.BadParameter(f"two clip lists for {'every dataset' if key == '*' else key}",
-                                     param_hint="--clips")
-        out[key] = what
-    return out
+    return _per_key(values, DATASETS, "--clips", "clip lists", "every dataset")
 
 
 def _device_for(executor: str, device: str) -> None:
