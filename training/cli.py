@@ -332,8 +332,13 @@ def _finish(summary, out) -> None:
 @click.argument("runs", nargs=-1, required=True, type=click.Path(), metavar="RUN...")
 @click.option("--out", type=click.Path(file_okay=False),
               help="Folder for the report  [default: <first RUN>/report]")
-@click.option("--baseline", default="baseline", show_default=True,
-              help="The configuration every other one is compared with, fold by fold.")
+@click.option("--baseline", "baselines", multiple=True, default=["baseline"],
+              show_default=True, metavar="CONFIG|MODEL:CONFIG",
+              help="What the other rows are compared with, fold by fold: CONFIG (each "
+              "model's other configurations against its own CONFIG) or MODEL:CONFIG (every "
+              "other model x configuration of the runs against that one, on the same folds: "
+              "DI models against a flow model, e.g. ststnet:baseline). Repeat for several "
+              "comparisons (--baseline baseline --baseline ststnet:baseline).")
 @click.option("--bootstrap", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Bootstrap resamples for the intervals (and random sign flips for p "
               "when there are more than 16 folds).")
@@ -341,15 +346,16 @@ def _finish(summary, out) -> None:
               help="Seed of the bootstrap and of the random sign flips.")
 @click.option("--figures/--no-figures", default=True, show_default=True,
               help="Write the confusion matrices and learning curves as PNG.")
-def report(runs, out, baseline, bootstrap, seed, figures) -> None:
+def report(runs, out, baselines, bootstrap, seed, figures) -> None:
     """Table-I style report of finished run folders (RUN ...; several combine side by
     side): Acc, UF1 and UAR per dataset, mean +- std over folds and pooled over folds;
     each configuration against --baseline on the same folds (bootstrap interval and
-    sign-flip p); confusion matrices and learning curves."""
+    sign-flip p), or every model against one model's configuration (--baseline
+    MODEL:CONFIG: DI against optical flow); confusion matrices and learning curves."""
     from mer_di.training.report import make_report
 
-    rep = make_report(list(runs), out=out, baseline=baseline, n_boot=bootstrap, seed=seed,
-                      figures=figures)
+    rep = make_report(list(runs), out=out, baseline=list(baselines), n_boot=bootstrap,
+                      seed=seed, figures=figures)
     click.echo(rep.markdown)
     for warning in rep.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -8,7 +8,9 @@ The report folder holds::
 
     table.md, table.csv     one row per model x configuration; per dataset (and "all" for a
                             run over several): mean +- std over folds, and pooled over folds
-    paired.md, paired.csv   each configuration against the baseline on the same folds
+    paired.md, paired.csv   each configuration against the baseline on the same folds (or
+                            every model against one model's configuration: --baseline
+                            MODEL:CONFIG, e.g. DI models against STSTNet)
     table.tex, paired.tex   the same tables as LaTeX (booktabs), to paste into a paper
     confusion_<run>_<model>_<config>.png, curves_<run>_<model>_<config>.png
 
@@ -37,7 +39,7 @@ from mer_di.errors import ReportError
 from mer_di.training.figures import plot_confusion, plot_curves
 from mer_di.training.report_inflation import inflation, inflation_markdown
 from mer_di.training.report_latex import paired_latex, table_latex
-from mer_di.training.report_paired import paired, paired_markdown
+from mer_di.training.report_paired import against_title, paired, paired_markdown
 from mer_di.training.report_runs import (
     DATASET_NAMES,
     Run,
@@ -97,7 +99,7 @@ class Report:
 
 
 def make_report(runs: list[str | Path], out: str | Path | None = None,
-                baseline: str = "baseline", n_boot: int = 10_000, seed: int = 0,
+                baseline: str | list[str] = "baseline", n_boot: int = 10_000, seed: int = 0,
                 figures: bool = True) -> Report:
     """Read finished run folders and write their report.
 
@@ -108,8 +110,12 @@ def make_report(runs: list[str | Path], out: str | Path | None = None,
         side by side (each (model, configuration, dataset) at most once).
     out : str or Path, optional
         The report folder (default ``<first run>/report``).
-    baseline : str
-        The configuration every other one is compared with, fold by fold.
+    baseline : str or list of str
+        What every other row is compared with, fold by fold: ``CONFIG`` (each model's
+        other configurations against its own ``CONFIG``) or ``MODEL:CONFIG`` (every other
+        model x configuration of the runs against ``MODEL``'s ``CONFIG``, e.g.
+        ``"ststnet:baseline"``: dynamic-image models against the flow model on the same
+        folds); a list makes each comparison, one section each.
     n_boot : int
         Bootstrap resamples of the paired intervals (and random sign flips for the
         p-value when there are more than 16 folds).
@@ -139,8 +145,11 @@ def make_report(runs: list[str | Path], out: str | Path | None = None,
     make_folder(out)
     runs_md = "\n".join(f"- {r.describe()}" for r in loaded)
     table_md = f"Runs:\n{runs_md}\n\n{table_markdown(long)}\n"
-    paired_md = (f"Paired comparisons against {baseline}:\n\n"
-                 f"{paired_markdown(pairs, n_boot, seed)}\n")
+    wanted = [baseline] if isinstance(baseline, str) else list(baseline)
+    paired_md = "\n".join(  # one section per --baseline, in the order given
+        f"{against_title(text)}:\n\n"
+        f"{paired_markdown(pairs[pairs['against'] == text], n_boot, seed)}\n"
+        for text in dict.fromkeys(wanted))
     contents: dict[Path, bytes | str] = {
         out / "table.md": table_md, out / "table.csv": table_wide(long).to_csv(index=False),
         out / "paired.md": paired_md, out / "paired.csv": pairs.to_csv(index=False)}

@@ -16,6 +16,7 @@ import re
 
 import pandas as pd
 
+from mer_di.training.report_paired import parse_baseline, versus
 from mer_di.training.report_runs import DATASET_NAMES, METRIC_NAMES
 from mer_di.training.report_table import SETUP_COLUMNS, _failed, column_setups
 from mer_di.training.results import METRICS
@@ -198,7 +199,15 @@ def table_latex(long: pd.DataFrame) -> str:
 def paired_latex(df: pd.DataFrame, n_boot: int, seed: int) -> str:
     """``paired.tex``: each configuration against the baseline on the same test folds
     (Δ, bootstrap interval, sign-flip p, won/tied/lost), booktabs; the skipped ones and
-    the method as table notes."""
+    the method as table notes. One table per ``--baseline`` (column ``against``)."""
+    if "against" not in df or df["against"].nunique() <= 1:
+        return _paired_latex(df, n_boot, seed, "tab:mer-di-paired")
+    parts = [_paired_latex(g, n_boot, seed, f"tab:mer-di-paired-{i + 1}")
+             for i, (_, g) in enumerate(df.groupby("against", sort=False))]
+    return parts[0] + "".join(p.split("\n", 1)[1] for p in parts[1:])
+
+
+def _paired_latex(df: pd.DataFrame, n_boot: int, seed: int, label: str) -> str:
     ok = df[df["status"] == "ok"]
     skipped = df[df["status"] == "skipped"]
     several_data = df["data"].nunique() > 1
@@ -219,7 +228,7 @@ def paired_latex(df: pd.DataFrame, n_boot: int, seed: int) -> str:
                 body.append("\\addlinespace")
         previous = r["model"]
         body.append(
-            f"{shown} & {tex_escape(r['config'])} & "
+            f"{shown} & {tex_escape(versus(r) if 'baseline_model' in r else r['config'])} & "
             + (f"{tex_escape(r['data'])} & " if several_data else "")
             + f"{METRIC_NAMES[r['metric']]} & {int(r['n'])} & {_pct(r['config_score'])} & "
             f"{_pct(r['baseline_score'])} & ${100 * r['estimate']:+.2f}$ & "
@@ -242,7 +251,13 @@ def paired_latex(df: pd.DataFrame, n_boot: int, seed: int) -> str:
               f"{tex_escape(r['reason'])}.\\par" for r in skipped.to_dict("records")]
     lines += notes.lines()
     baseline = tex_escape(df["baseline"].iloc[0]) if len(df) else "baseline"
+    model = (parse_baseline(df["against"].iloc[0]).model if len(df) and "against" in df
+             else None)
+    if model is not None:
+        caption = (f"Each model and configuration against {tex_escape(model)} "
+                   f"{baseline}, on the same test folds")
+    else:
+        caption = f"Each configuration against {baseline}, on the same test folds"
     return "\n".join(["% Paired comparisons written by mer-train report; needs "
                       "\\usepackage{booktabs}",
-                      *_table(body, f"Each configuration against {baseline}, on the same "
-                              "test folds", "tab:mer-di-paired", lines), ""])
+                      *_table(body, caption, label, lines), ""])
