@@ -23,6 +23,7 @@ import numpy as np
 
 from mer_di.errors import FrameError
 from mer_di.options import CROP_NAMES as CROPS
+from mer_di.pipeline.jpeg import decode_jpeg, reduced_size
 
 FRAMES_PER_TASK = 4  # frames a decoder thread takes at a time
 # Bounds on one frame file: far above any dataset's (SAMM: 2040x1088, 4K video: 8.3 Mpx),
@@ -265,8 +266,16 @@ def _decode_one(path: Path, number: int, grey: bool, reduce: int, box: Box,
             kind = "greyscale" if components == 1 else "colour"
             note = (f"frame {number} ({path.name}) is {kind} in a "
                     f"{'greyscale' if grey else 'colour'} clip: converted")
-    img = _decode(data, path, number, _REDUCED[(grey, reduce)], checked=header is not None)
     b = box.scaled(reduce)
+    img = None
+    if header is not None and data[:2].tobytes() == b"\xff\xd8":  # a JPEG
+        # the whole reduced frame is the clip's frame (--crop none): straight into it
+        whole = (b.x, b.y) == (0, 0) and out.shape[:2] == reduced_size(h, w, reduce)
+        img = decode_jpeg(data, (h, w), grey, reduce, out if whole else None)
+        if img is not None and whole:
+            return note
+    if img is None:  # not a JPEG, or one that libjpeg-turbo's API did not take as it is
+        img = _decode(data, path, number, _REDUCED[(grey, reduce)], checked=header is not None)
     if img.shape[0] < b.y + out.shape[0] or img.shape[1] < b.x + out.shape[1]:
         raise FrameError(f"frame {number} ({path}): size {img.shape[1]}x{img.shape[0]} "
                          "differs from the clip's first frame")

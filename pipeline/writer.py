@@ -23,6 +23,7 @@ import numpy as np
 
 from mer_di._files import exclusive_lock
 from mer_di.errors import CacheError
+from mer_di.pipeline.chunks import write_checksummed
 from mer_di.pipeline.store import (
     APEX_FRAME,
     FLOW_IMAGES,
@@ -166,10 +167,11 @@ def _put(group: h5py.Group, name: str, image: np.ndarray) -> None:
     # a Fletcher-32 checksum per chunk: damaged pixels are an error when read, never
     # numbers (a cache may live years on shared disks). One chunk per image: h5py's guess
     # cut a 224x224x3 image into 48 chunks, each its own index entry, filter call and
-    # checksum (the four images' writes took 2.8x the CPU: benchmarks/bench_build_steps.py).
-    # An image is at most 768 MiB (frames.MAX_FRAME_PIXELS x 3 channels x float32), under
-    # HDF5's 4 GB chunk.
-    group.create_dataset(name, data=image, chunks=image.shape, fletcher32=True)
+    # checksum (the four images' writes took 2.8x the CPU: benchmarks/bench_build_steps.py);
+    # written as stored, its checksum summed without the GIL (pipeline/chunks.py). An image
+    # is at most 768 MiB (frames.MAX_FRAME_PIXELS x 3 channels x float32), under HDF5's
+    # 4 GB chunk.
+    write_checksummed(group, name, image)
 
 
 class CacheWriter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pytest
 
 from mer_di.pipeline.store import IMAGES, ClipRecord, to_attr
 from mer_di.pipeline.writer import CacheWriter, write_new_attrs
@@ -44,3 +45,46 @@ def test_each_image_is_one_checksummed_chunk(tmp_path):
             assert ds.chunks == image.shape and ds.fletcher32 and ds.dtype == image.dtype
             np.testing.assert_array_equal(ds[()], image)
         assert f["sub01/EP01"].attrs["phases"] == '["full", "onset", "offset", "apex_frame"]'
+
+
+def test_checksummed_chunks_are_the_bytes_h5py_writes(tmp_path):
+    """A chunk written as stored, with our Fletcher-32, is the chunk h5py's filter makes:
+    two files, one written by h5py's create_dataset and one by ours, are the same bytes."""
+    from mer_di.pipeline.chunks import fletcher32, write_checksummed
+
+    rng = np.random.default_rng(1)
+    arrays = [rng.random((224, 224, 3), dtype=np.float32),
+              rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
+              rng.integers(0, 256, (7, 5, 1), dtype=np.uint8),  # an odd number of bytes
+              rng.random((3, 9, 9, 3), dtype=np.float32),  # (2K+1, H, W, C) stacks
+              np.full((361, 2), 255, np.uint8)]  # sums near their folding bound
+    with h5py.File(tmp_path / "h5py.h5", "w") as theirs, \
+            h5py.File(tmp_path / "ours.h5", "w") as ours:
+        for i, a in enumerate(arrays):
+            g1, g2 = theirs.create_group(f"sub{i}"), ours.create_group(f"sub{i}")
+            g1.create_dataset("img", data=a, chunks=a.shape, fletcher32=True)
+            write_checksummed(g2, "img", a)
+    assert (tmp_path / "h5py.h5").read_bytes() == (tmp_path / "ours.h5").read_bytes()
+    with h5py.File(tmp_path / "ours.h5", "r") as f:
+        for i, a in enumerate(arrays):
+            ds = f[f"sub{i}/img"]
+            assert ds.chunks == a.shape and ds.fletcher32
+            np.testing.assert_array_equal(ds[()], a)
+            stored = ds.id.read_direct_chunk((0,) * a.ndim)[1]
+            assert int(fletcher32(a.reshape(-1).view(np.uint8))) == int.from_bytes(
+                stored[-4:], "little")
+
+
+def test_damaged_checksummed_chunk_is_an_error_when_read(tmp_path):
+    from mer_di.pipeline.chunks import write_checksummed
+
+    a = np.arange(600, dtype=np.float32).reshape(10, 20, 3)
+    path = tmp_path / "a.h5"
+    with h5py.File(path, "w") as f:
+        write_checksummed(f, "img", a)
+        offset = f["img"].id.get_chunk_info(0).byte_offset
+    blob = bytearray(path.read_bytes())
+    blob[offset + 100] ^= 0x40
+    path.write_bytes(bytes(blob))
+    with h5py.File(path, "r") as f, pytest.raises(OSError):
+        f["img"][()]
