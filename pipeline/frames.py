@@ -41,6 +41,7 @@ _DECODE_FLAGS = {  # (grey, reduction) -> OpenCV flag
     (True, 4): cv2.IMREAD_REDUCED_GRAYSCALE_4, (True, 8): cv2.IMREAD_REDUCED_GRAYSCALE_8,
 }
 _REDUCED = {k: flag | _IGNORE for k, flag in _DECODE_FLAGS.items()}
+_AS_STORED = (cv2.IMREAD_UNCHANGED, cv2.IMREAD_UNCHANGED | _IGNORE)
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -72,7 +73,17 @@ class ClipFrames:
 
 def read_frame(path: Path, number: int, flag: int = cv2.IMREAD_UNCHANGED) -> np.ndarray:
     """Decode one frame file; raise :class:`FrameError` for a missing, empty or bad file."""
-    return _decode(_read_bytes(path, number), path, number, flag)
+    data = _read_bytes(path, number)
+    if flag in _AS_STORED and data[:2].tobytes() == b"\xff\xd8":
+        # a JPEG as stored (the onset frame a face is looked for on): libjpeg-turbo's API
+        # where it takes the file, in OpenCV's layout (BGR, or 2-D grey)
+        header = _jpeg_header(data[:1 << 16].tobytes())
+        if header is not None and header[2] in (1, 3):
+            _check_geometry(header[0], header[1], path, number)
+            img = decode_jpeg(data, header[:2], header[2] == 1, 1)
+            if img is not None:
+                return img[..., 0] if header[2] == 1 else img
+    return _decode(data, path, number, flag)
 
 
 def _read_bytes(path: Path, number: int) -> np.ndarray:

@@ -92,3 +92,19 @@ def test_clips_decode_to_the_same_frames_with_and_without_it(tmp_path, monkeypat
         slow = load_clip(paths, 224, crop, pool)
     assert fast.reduce == slow.reduce == 2 and fast.box == slow.box
     assert np.array_equal(fast.frames, slow.frames)
+
+
+@pytest.mark.parametrize("name", ["641x479-420", "641x479-444", "641x479-grey", "progressive"])
+def test_a_frame_read_as_stored_is_opencvs(tmp_path, monkeypatch, name):
+    """The onset frame (read whole, as stored, to look for a face): the same array, in
+    OpenCV's layout (BGR, or 2-D for grey), with and without the new decoder."""
+    from mer_di.pipeline.frames import read_frame
+
+    path = tmp_path / "img1.jpg"
+    path.write_bytes(CASES[name].tobytes())
+    flag = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
+    fast = read_frame(path, 1, flag)
+    monkeypatch.setattr(jpeg, "_sj", None)
+    slow = read_frame(path, 1, flag)
+    assert fast.shape == slow.shape and fast.dtype == slow.dtype
+    assert np.array_equal(fast, slow)
