@@ -121,17 +121,50 @@ def decode_jobs(shape: Shape, root: Path, cache: Path) -> list[tuple[Path, int, 
     return jobs
 
 
-def decode_floor(jobs: list[tuple[Path, int, int]], workers: int, full: bool = False) -> None:
+def decode_floor(jobs: list[tuple[Path, int, int]], workers: int, full: bool = False,
+                 decoder: str = "opencv") -> None:
     """Read and decode every frame of ``jobs`` on ``workers`` threads, nothing else
-    (``full``: at full size)."""
+    (``full``: at full size). ``decoder`` "opencv": ``np.fromfile`` + ``cv2.imdecode`` (the
+    issue's floor); "build": the build's own JPEG decoder (:func:`mer_di.pipeline.jpeg.
+    decode_jpeg`, libjpeg-turbo's API into a buffer kept per thread), OpenCV for a file it
+    does not take, as in the build."""
+    if decoder == "build":
+        import threading
+
+        from mer_di.pipeline.frames import _REDUCED
+        from mer_di.pipeline.jpeg import decode_jpeg, reduced_size
+
+        how = {flag: key for key, flag in _REDUCED.items()}  # flag -> (grey, reduction)
+        local = threading.local()
+
     def decode(job: tuple[Path, int, int]) -> None:
         path, reduced, whole = job
-        if cv2.imdecode(np.fromfile(path, np.uint8), whole if full else reduced) is None:
+        flag = whole if full else reduced
+        data = np.fromfile(path, np.uint8)
+        if decoder == "build":
+            grey, reduce = how[flag]
+            h, w = _jpeg_size(data)
+            shape = (*reduced_size(h, w, reduce), 1 if grey else 3)
+            buf = getattr(local, "buf", None)
+            if buf is None or buf.shape != shape:
+                buf = local.buf = np.empty(shape, np.uint8)
+            if decode_jpeg(data, (h, w), grey, reduce, buf) is not None:
+                return
+        if cv2.imdecode(data, flag) is None:
             raise RuntimeError(f"{path}: not decodable")
 
     with ThreadPoolExecutor(workers) as pool:
         for _ in pool.map(decode, jobs):
             pass
+
+
+def _jpeg_size(data: np.ndarray) -> tuple[int, int]:
+    from mer_di.pipeline.frames import _jpeg_header
+
+    header = _jpeg_header(data[:1 << 16].tobytes())
+    if header is None:
+        raise RuntimeError("the look-alike frames are JPEGs")
+    return header[0], header[1]
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, float]:

@@ -13,6 +13,9 @@ frames generated once and kept under ``--data``), for 1 and 2 decoding threads:
     the build chose for its clip (e.g. ``IMREAD_REDUCED_COLOR_2`` for 640x480 -> 224) on a
     ``ThreadPoolExecutor(workers)``, and nothing else;
 (b) for CASME II also the full-decode floor: the same frames decoded at full size;
+(b') the build's own decoder alone (:mod:`mer_di.pipeline.jpeg`: libjpeg-turbo's API into
+    a buffer, the same pixels as ``cv2.imdecode``), to show what the build spends beside
+    decoding; the targets are against (a), the issue's floor;
 (c) the full build, :func:`mer_di.pipeline.build.build_cache` (size 224, the shape's crop,
     the same number of workers) into a fresh cache file each repeat, timed around the
     call: manifest, decoding, Haar detection, the kernel, spotting, resizing, part files and
@@ -111,13 +114,17 @@ def measure_shape(shape, root: Path, out: Path, repeats: int, profile: bool) -> 
              for f in reductions]
     full = shape.key == TARGET_SHAPE
     decode_floor(jobs, max(WORKERS))  # warm: frame files in the page cache
+    decode_floor(jobs, max(WORKERS), decoder="build")
     if full:
         decode_floor(jobs, max(WORKERS), full=True)
     records = []
     for workers in WORKERS:
-        runs: dict[str, list[tuple[float, float]]] = {"floor": [], "build": [], "full": []}
+        runs: dict[str, list[tuple[float, float]]] = {"floor": [], "build": [], "full": [],
+                                                      "own_floor": []}
         for _ in range(repeats):
             runs["floor"].append(timed(lambda w=workers: decode_floor(jobs, w)))
+            runs["own_floor"].append(timed(
+                lambda w=workers: decode_floor(jobs, w, decoder="build")))
             if full:
                 runs["full"].append(timed(lambda w=workers: decode_floor(jobs, w, full=True)))
             runs["build"].append(timed(lambda w=workers: build(shape, root, out, w, expect)))
@@ -132,6 +139,10 @@ def measure_shape(shape, root: Path, out: Path, repeats: int, profile: bool) -> 
                "floor_frames_per_s": n_frames / floor[0],
                "build_clips_per_s": n_clips / bld[0], "build_frames_per_s": n_frames / bld[0],
                "build_vs_floor": floor[0] / bld[0],
+               # the same frames through the build's own decoder (pipeline/jpeg.py) and
+               # nothing else: what the build spends beside decoding
+               "own_floor_frames_per_s": n_frames / min(runs["own_floor"])[0],
+               "build_vs_own_floor": min(runs["own_floor"])[0] / bld[0],
                # CPU seconds (all threads), least of the repeats: the work done, which a
                # shared machine's load changes far less than the wall time
                "cpu_build_vs_floor": min(c for _, c in runs["floor"])
@@ -170,8 +181,9 @@ def check_targets(results: dict[str, dict]) -> list[str]:
 
 def markdown_table(results: dict[str, dict]) -> str:
     lines = ["| shape | clips (frames) | decode | workers | floor frames/s | build frames/s "
-             "| build / floor | CPU: build / floor | full decode / build | load average |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| build / floor | CPU: build / floor | full decode / build "
+             "| build's decoder alone frames/s | build / that | load average |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for res in results.values():
         for r in res["records"]:
             ratio = (f"x{r['full_decode_vs_build']:.2f}" if "full_decode_vs_build" in r
@@ -179,10 +191,13 @@ def markdown_table(results: dict[str, dict]) -> str:
             load = "" if r["load_average"] is None else f"{r['load_average'][0]:.1f}"
             cpu = (f"{100 * min(r['floor_cpu_s']) / min(r['build_cpu_s']):.0f} %"
                    if r.get("floor_cpu_s") else "")
+            own = (f"| {r['own_floor_frames_per_s']:.0f} | {100 * r['build_vs_own_floor']:.0f} % "
+                   if "own_floor_frames_per_s" in r else "| | ")  # results before it
             lines.append(f"| {res['label']} | {res['clips']} ({res['frames']}) "
                          f"| {', '.join(res['decode_flags'])} | {r['workers']} "
                          f"| {r['floor_frames_per_s']:.0f} | {r['build_frames_per_s']:.0f} "
-                         f"| {100 * r['build_vs_floor']:.0f} % | {cpu} | {ratio} | {load} |")
+                         f"| {100 * r['build_vs_floor']:.0f} % | {cpu} | {ratio} {own}"
+                         f"| {load} |")
     return "\n".join(lines)
 
 

@@ -26,6 +26,14 @@ variants are what changed since the figures of 2026-11-22 in ``benchmarks/README
 - ``all of them``: the six parts above off at once (for the code before
   issue 22: the build as of 2026-11-22, about).
 
+and, the other way round, two changes of issue 22's second round undone one at a time (a
+negative "cost": what the change saved):
+
+- ``(undone) libjpeg-turbo API -> cv2.imdecode``: every frame decoded by OpenCV, as before
+  :mod:`mer_di.pipeline.jpeg`;
+- ``(undone) chunks as stored -> h5py's filter``: images written by h5py's
+  ``create_dataset(fletcher32=True)``, as before :mod:`mer_di.pipeline.chunks`.
+
 A variant whose patch target no longer exists in the code is reported as not applicable.
 Writes ``benchmarks/results/build_ab_<host>_py<ver>[_<tag>].json`` with the load average
 before and after (the machine may be shared) and prints a markdown table.
@@ -55,12 +63,42 @@ NEW_ATTRS = ("row_fingerprint", "apex_source", "apex_used", "spotted_apex")
 def _no_fletcher32():
     import h5py
 
+    from mer_di.pipeline import writer
+
+    if hasattr(writer, "write_checksummed"):  # since the chunks are written as stored
+        return mock.patch.object(writer, "write_checksummed",
+                                 lambda group, name, image: group.create_dataset(
+                                     name, data=image))
     create = h5py.Group.create_dataset
 
     def plain(self, name, *a, fletcher32=False, chunks=None, **k):
         return create(self, name, *a, **k)
 
     return mock.patch.object(h5py.Group, "create_dataset", plain)
+
+
+def _opencv_decoder():
+    """Undone: every frame decoded by ``cv2.imdecode`` (and copied into the clip)."""
+    from mer_di.pipeline import jpeg
+
+    return mock.patch.object(jpeg, "_sj", None)
+
+
+def _h5py_filter_writes():
+    """Undone: each image written by h5py's ``create_dataset`` through HDF5's Fletcher-32
+    filter (one chunk), the GIL held throughout."""
+    from mer_di.pipeline import writer
+    from mer_di.pipeline.store import APEX_FRAME
+
+    if not hasattr(writer, "write_checksummed"):
+        raise AttributeError("write_checksummed")  # older code: not applicable
+
+    def put(group, name, image):
+        if name != APEX_FRAME:
+            image = image.astype(np.float32, copy=False)
+        group.create_dataset(name, data=image, chunks=image.shape, fletcher32=True)
+
+    return mock.patch.object(writer, "_put", put)
 
 
 def _without(images=(), attrs=()):
@@ -83,7 +121,11 @@ def _without(images=(), attrs=()):
 def _no_spotting():
     from mer_di.pipeline import build
 
-    return mock.patch.object(build, "spot_apex", lambda frames, *a, **k: len(frames) // 2)
+    try:  # where the record is made since pipeline/clip_record.py was split from build.py
+        from mer_di.pipeline import clip_record as home
+    except ImportError:
+        home = build
+    return mock.patch.object(home, "spot_apex", lambda frames, *a, **k: len(frames) // 2)
 
 
 def _no_parts():
@@ -120,6 +162,11 @@ VARIANTS: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
     "part files": _no_parts,
     "hostile checks": _no_checks,
 }
+# the second round of issue 22, undone one at a time: a negative cost is what it saved
+UNDONE: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
+    "(undone) libjpeg-turbo API -> cv2.imdecode": _opencv_decoder,
+    "(undone) chunks as stored -> h5py's filter": _h5py_filter_writes,
+}
 
 
 @contextlib.contextmanager
@@ -146,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=bb.DEFAULT_DATA)
     parser.add_argument("--tag", default="", help="added to the results file's name")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="casme2")
-    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), metavar="NAME",
+    parser.add_argument("--variants", nargs="+", choices=sorted({**VARIANTS, **UNDONE}),
+                        metavar="NAME",
                         help="only these (default: all, and all six issue variants at once)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -155,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# pipeline from {info['pipeline']}", flush=True)
     shape = SHAPES[args.shape]
     root, _ = ensure_dataset(shape, args.data)
-    chosen = args.variants or list(VARIANTS)
-    variants = {k: v for k, v in VARIANTS.items() if k in chosen and _applicable(v)}
+    chosen = args.variants or [*VARIANTS, *UNDONE]
+    variants = {k: v for k, v in {**VARIANTS, **UNDONE}.items()
+                if k in chosen and _applicable(v)}
     skipped = sorted(set(chosen) - set(variants))
     if not args.variants:
         variants["all of them"] = _all_off
