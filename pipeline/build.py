@@ -49,6 +49,7 @@ from mer_di.pipeline.frames import CROPS, FrameError, load_clip
 from mer_di.pipeline.store import (
     ADDITIVE_PARAMS,
     BUILD_PARAMS,
+    MAX_APEX_JITTER,
     PARAM_DEFAULTS,
     SCHEMA_VERSION,
     ClipRecord,
@@ -72,7 +73,10 @@ class BuildOptions:
     comes from, :data:`mer_di.options.APEX_MODES`) and ``flow`` (the optical-flow method,
     :data:`mer_di.pipeline.flow.FLOW_METHODS`; None: as the existing cache has it, 'none'
     for a new one; flow is additive: another method over an existing cache computes only
-    the flow images, from the onset, apex and offset frames, and keeps the dynamic images)."""
+    the flow images, from the onset, apex and offset frames, and keeps the dynamic images)
+    and ``apex_jitter`` (K, 0..10: every clip with phase images also gets them at the apex
+    shifted by -K..K frames and at its spotted apex, :data:`mer_di.pipeline.store.
+    APEX_VARIANTS`; 0, the default, makes none of them)."""
 
     size: int | None = 224
     crop: str = "none"
@@ -83,13 +87,19 @@ class BuildOptions:
     redo: tuple[str, ...] = ()
     apex: str = "auto"
     flow: str | None = None
+    apex_jitter: int = 0
 
     def params(self, dataset: str) -> dict[str, object]:
         """The parameters a cache's dynamic images are built under (they must match to
-        reuse a cache); the flow method (additive) is not among them."""
+        reuse a cache); the flow method (additive) is not among them. Raises
+        :class:`CacheError` for an ``apex_jitter`` outside 0..10."""
+        k = self.apex_jitter
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= MAX_APEX_JITTER:
+            raise CacheError(f"--apex-jitter {k!r}: give a whole number of frames in "
+                             f"0..{MAX_APEX_JITTER}")
         return {"schema_version": SCHEMA_VERSION, "dataset": dataset, "weights": self.weights,
                 "size": "native" if self.size is None else str(self.size), "crop": self.crop,
-                "apex": self.apex}
+                "apex": self.apex, "apex_jitter": k}
 
 
 @dataclass
@@ -379,7 +389,7 @@ def pool_clips(todo: list[tuple[ManifestRow, str]], options: BuildOptions
                     yield PooledClip(row, None, [], error=str(exc))
                     continue
                 record, notes = make_record(row, clip, options.weights, options.size, fp,
-                                            options.apex, options.flow)
+                                            options.apex, options.flow, options.apex_jitter)
                 yield PooledClip(row, record, notes, frames=clip.frames.shape[0])
         finally:
             for later in pending:

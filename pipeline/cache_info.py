@@ -10,10 +10,18 @@ import numpy as np
 
 from mer_di._paths import check_writable, make_folder
 from mer_di.errors import CacheError
-from mer_di.pipeline.store import FLOW_IMAGES, IMAGES, PHASES, open_cache, parse_key
+from mer_di.pipeline.store import (
+    APEX_VARIANTS,
+    FLOW_IMAGES,
+    IMAGES,
+    JITTER_IMAGES,
+    PHASES,
+    open_cache,
+    parse_key,
+)
 
 PROVENANCE = ("schema_version", "dataset", "sheet", "sheet_sha256", "weights", "size", "crop",
-              "flow", "tool_version", "created")
+              "flow", "apex_jitter", "tool_version", "created")
 
 
 def describe_cache(cache: str | Path) -> str:
@@ -39,7 +47,8 @@ def cache_summary(cache: str | Path) -> dict:
                     clip.attrs.get("apex")) or None})
             found = c.shapes(clip)
             images.update(found.keys())
-            shapes.update("x".join(map(str, s)) for s in found.values())
+            shapes.update("x".join(map(str, s)) for name, s in found.items()
+                          if name not in JITTER_IMAGES)  # (2K+1, H, W, C): not an image
         return {
             "path": str(c.path),
             # a parameter that a cache predates reads as its default (flow: none)
@@ -47,7 +56,7 @@ def cache_summary(cache: str | Path) -> dict:
             "clips": len(c),
             "subjects": len(subjects),
             "shapes": dict(shapes),
-            "per_image": {p: images[p] for p in (*IMAGES, *FLOW_IMAGES)
+            "per_image": {p: images[p] for p in (*IMAGES, *FLOW_IMAGES, *APEX_VARIANTS)
                           if p in IMAGES or images[p]},
             "apex_from": dict(sorted(sources.items())),
             "per_label": dict(sorted(labels.items())),

@@ -22,6 +22,7 @@ from mer_di.data_manifest import (
 )
 from mer_di.options import APEX_MODES, CLASS_SETS, CROPS, WEIGHTS, describe
 from mer_di.pipeline.flow import FLOW_METHODS
+from mer_di.pipeline.store import MAX_APEX_JITTER
 
 MIN_SIZE = 32  # --size: the smallest square side a cache may have
 
@@ -190,16 +191,23 @@ def _parse_out_size(_ctx, _param, value: str) -> int | None:
               "dynamic images: " + describe(FLOW_METHODS) + ". Default: none for a new "
               "cache, else the cache's own; another method over an existing cache computes "
               "only the flow (from the onset, apex and offset frames).")
+@click.option("--apex-jitter", type=click.IntRange(0, MAX_APEX_JITTER), default=0,
+              show_default=True, metavar="K",
+              help="Also store every clip's onset and offset images at the apex shifted by "
+              "-K..K frames (jitter_onset, jitter_offset) and at its spotted apex "
+              "(spotted_onset, spotted_offset), in the same pass: for mer-train cv "
+              "--apex-jitter and the apex robustness evaluation. A build parameter.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
 def build_cache_command(dataset: str, root: Path, sheet: Path | None, out: Path,
                         size: int | None, crop: str, weights: str, workers: int | None,
                         strict: bool, rebuild: bool, redo: tuple[str, ...], apex: str,
-                        flow: str | None, quiet: bool) -> None:
+                        flow: str | None, apex_jitter: int, quiet: bool) -> None:
     """Compute the full, onset and offset dynamic images of every clip into one HDF5 file."""
     from mer_di.pipeline.build import BuildOptions, build_cache
 
     options = BuildOptions(size=size, crop=crop, weights=weights, workers=workers,
-                           strict=strict, rebuild=rebuild, redo=redo, apex=apex, flow=flow)
+                           strict=strict, rebuild=rebuild, redo=redo, apex=apex, flow=flow,
+                           apex_jitter=apex_jitter)
     report = build_cache(dataset, root, out, sheet=sheet, options=options,
                          progress=not quiet)
     click.echo(report.describe())

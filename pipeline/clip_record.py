@@ -18,7 +18,17 @@ from mer_di.pipeline.build_flow import flow_allowed, flow_fingerprint
 from mer_di.pipeline.dynamic_image import clip_dynamic_images
 from mer_di.pipeline.flow import clip_flow
 from mer_di.pipeline.frames import ClipFrames, finish_image
-from mer_di.pipeline.store import APEX_FRAME, ClipRecord, usable_apex
+from mer_di.pipeline.store import (
+    APEX_FRAME,
+    JITTER_PHASES,
+    SPOTTED_PHASES,
+    ClipRecord,
+    usable_apex,
+)
+
+# parameters added after caches existed whose default leaves every image as it was: at
+# that value they stay out of the fingerprint, so an older cache's clips are kept
+NEUTRAL_PARAMS = {"apex_jitter": 0}
 
 
 def row_fingerprint(row: ManifestRow, params: dict[str, object]) -> str:
@@ -26,6 +36,8 @@ def row_fingerprint(row: ManifestRow, params: dict[str, object]) -> str:
     fields = {k: getattr(row, k) for k in ("subject", "clip", "onset", "apex", "offset",
                                            "frame_dir", "frame_template", "onset_ok",
                                            "offset_ok")}
+    params = {k: v for k, v in params.items()
+              if not (k in NEUTRAL_PARAMS and v == NEUTRAL_PARAMS[k])}
     return _digest({"row": fields, "params": params})
 
 
@@ -57,12 +69,57 @@ def choose_apex(row: ManifestRow, frames: np.ndarray, mode: str
     return spotted, "spotted", spotted
 
 
+def phase_pair(frames: np.ndarray, apex: int, weights: str) -> tuple[np.ndarray, np.ndarray]:
+    """The onset and offset dynamic images of ``frames`` (the clip onset..offset) at apex
+    index ``1 <= apex <= T - 2``, pooled exactly as :func:`clip_dynamic_images` pools a
+    clip's own (the same kernel call), in decoder order (not finished)."""
+    images = clip_dynamic_images(frames, apex, weights=weights)
+    return images.onset, images.offset
+
+
+def apex_variants(frames: np.ndarray, apex: int, k: int, spotted: int, weights: str,
+                  size: int | None, grey: bool, own: dict[str, np.ndarray]
+                  ) -> tuple[dict[str, np.ndarray], list[int]]:
+    """``--apex-jitter k``'s images of one clip (:data:`mer_di.pipeline.store.
+    APEX_VARIANTS`, flow aside) and its valid shifts: ``jitter_onset``/``jitter_offset``
+    [shape=(2k+1, H, W, C), float32], entry ``j`` the phase images at apex index
+    ``apex + j - k``, all zeros where that is not strictly inside the clip; and
+    ``spotted_onset``/``spotted_offset`` at the ``spotted`` index when it is strictly
+    inside. ``own``: the clip's finished ``onset``/``offset`` (entry k, when valid, is
+    those very bytes)."""
+    t = len(frames)
+    finished: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def at(a: int) -> tuple[np.ndarray, np.ndarray]:
+        if a not in finished:
+            if a == apex and "onset" in own and "offset" in own:
+                finished[a] = (own["onset"], own["offset"])
+            else:
+                on, off = phase_pair(frames, a, weights)
+                finished[a] = (finish_image(on, size, grey), finish_image(off, size, grey))
+        return finished[a]
+
+    shifts = [s for s in range(-k, k + 1) if 0 < apex + s < t - 1]
+    out: dict[str, np.ndarray] = {}
+    if shifts:
+        shape = at(apex + shifts[0])[0].shape
+        stacks = [np.zeros((2 * k + 1, *shape), np.float32) for _ in JITTER_PHASES]
+        for s in shifts:
+            for stack, image in zip(stacks, at(apex + s), strict=True):
+                stack[s + k] = image
+        out.update(zip(JITTER_PHASES, stacks, strict=True))
+    if 0 < spotted < t - 1:
+        out.update(zip(SPOTTED_PHASES, at(spotted), strict=True))
+    return out, shifts
+
+
 def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | None,
-                fingerprint: str, apex_mode: str = "auto", flow: str | None = "none"
-                ) -> tuple[ClipRecord, list[str]]:
+                fingerprint: str, apex_mode: str = "auto", flow: str | None = "none",
+                apex_jitter: int = 0) -> tuple[ClipRecord, list[str]]:
     """Pool one clip's decoded frames into its record (with its optical flow under
     ``flow``, :mod:`mer_di.pipeline.flow`, for a clip with a usable apex); also the phase
-    notes."""
+    notes. ``apex_jitter`` K > 0: a clip with an apex also gets its phase images at the
+    apex shifted by -K..K frames and at its spotted apex (:func:`apex_variants`)."""
     apex, source, spotted = choose_apex(row, clip.frames, apex_mode)
     images = clip_dynamic_images(clip.frames, apex, weights=weights)
     phases = {"full": images.full}
@@ -79,6 +136,14 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
     phases = {p: finish_image(img, size, clip.grey) for p, img in phases.items()}
     # a frame is uint8 by nature: stored so, it costs a quarter of a float32 image
     phases[APEX_FRAME] = np.clip(np.rint(phases[APEX_FRAME]), 0, 255).astype(np.uint8)
+    variants: dict[str, np.ndarray] = {}
+    extra: dict[str, object] = {}
+    if apex_jitter > 0 and apex is not None:  # nothing of this at K = 0
+        if spotted is None:
+            spotted = spot_apex(clip.frames)
+        variants, shifts = apex_variants(clip.frames, apex, apex_jitter, spotted, weights,
+                                         size, clip.grey, phases)
+        extra["jitter_shifts"] = shifts
     flow = flow or "none"
     flows: dict[str, np.ndarray] = {}
     allowed = flow_allowed(source, row) if apex is not None else None
@@ -106,5 +171,5 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
                  flow_phases=list(flows))
     attrs.update(fingerprint=fingerprint, phases=list(phases), notes=notes,
                  crop_box=dataclasses.astuple(clip.box), jpeg_reduce=clip.reduce,
-                 channels=int(clip.frames.shape[3]))
-    return ClipRecord(row.subject, row.clip, {**phases, **flows}, attrs), notes
+                 channels=int(clip.frames.shape[3]), **extra)
+    return ClipRecord(row.subject, row.clip, {**phases, **flows, **variants}, attrs), notes

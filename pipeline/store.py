@@ -11,12 +11,22 @@ with a usable apex, ``flow_onset_apex`` and ``flow_apex_offset`` [shape=(H, W, 3
 u, v in pixels per frame pair at the stored size (+ right, + down), optical strain]
 (:mod:`mer_di.pipeline.flow`), with the clip attributes ``flow_fingerprint`` and
 ``flow_phases``.
+A cache built with ``--apex-jitter K`` (root attribute ``apex_jitter``; 0 for a cache
+without it) also holds, for every clip with phase images, ``jitter_onset`` and
+``jitter_offset`` [shape=(2K+1, H, W, C), float32]: entry ``j`` the onset and offset
+images at the apex shifted by ``j - K`` frames (entry K is ``onset``/``offset`` byte for
+byte; a shift whose apex is not strictly inside the clip is all zeros), with the clip
+attribute ``jitter_shifts`` (the valid shifts, int64), and ``spotted_onset`` and
+``spotted_offset`` [shape=(H, W, C)], the phase images at the spotted apex
+(``spotted_apex``; absent when that is not strictly inside the clip): see
+:data:`APEX_VARIANTS`.
 Each image is stored as one HDF5 chunk with a Fletcher-32 checksum (caches written before
 issue 22 have h5py's smaller chunks, also checksummed: readers see no difference), so
 damaged pixels are an error when read, by h5py or the HDF5 tools too. The group's
 attributes are its manifest row (:data:`mer_di.data_manifest.records.FIELDS`) plus
 ``row_fingerprint``, ``fingerprint``, ``phases``, ``notes``, ``crop_box``,
-``jpeg_reduce``, ``channels``, ``apex_source``, ``apex_used`` and ``spotted_apex``; the
+``jpeg_reduce``, ``channels``, ``apex_source``, ``apex_used``, ``spotted_apex`` (and,
+under ``--apex-jitter``, ``jitter_shifts``); the
 root's are the provenance (:data:`ROOT_ATTRS`).
 
 Writing (crash-safe, one writer at a time) is :mod:`mer_di.pipeline.writer`'s business.
@@ -44,6 +54,18 @@ APEX_FRAME = "apex_frame"
 IMAGES = (*PHASES, APEX_FRAME)
 # Optical flow (issue 19.1; computed by mer_di.pipeline.flow): u, v, strain per pixel.
 FLOW_IMAGES = ("flow_onset_apex", "flow_apex_offset")
+# --apex-jitter K (issue 19.4a; made by mer_di.pipeline.clip_record): the phase images at
+# the apex shifted by -K..K frames, [shape=(2K+1, H, W, C), float32], entry K the
+# annotated apex's; and (with --flow) the onset->shifted apex flow [shape=(2K+1, H, W, 3)]
+JITTER_PHASES = ("jitter_onset", "jitter_offset")
+JITTER_FLOW = "jitter_flow_onset_apex"
+JITTER_IMAGES = (*JITTER_PHASES, JITTER_FLOW)
+# the phase images at the spotted apex (--apex-jitter K > 0), [shape=(H, W, C), float32]
+SPOTTED_PHASES = ("spotted_onset", "spotted_offset")
+# images that only a cache built with --apex-jitter K > 0 holds (the robustness
+# evaluation's, and --apex-jitter training's); the readers never load them unasked
+APEX_VARIANTS = (*SPOTTED_PHASES, *JITTER_IMAGES)
+MAX_APEX_JITTER = 10  # --apex-jitter: 0..10 frames
 # Where a clip's apex (and so its phase images and apex frame) came from.
 APEX_SOURCES = {"sheet": "the annotation sheet's apex frame",
                 "spotted": "spotted from the frames (mer_di.pipeline.apex)",
@@ -51,10 +73,11 @@ APEX_SOURCES = {"sheet": "the annotation sheet's apex frame",
                 "none": "no usable apex (--apex sheet): no phase images, the middle frame "
                         "as apex frame"}
 # Root attributes; those in BUILD_PARAMS must match for a build to reuse an existing file.
-BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop", "apex", "flow")
+BUILD_PARAMS = ("schema_version", "dataset", "weights", "size", "crop", "apex", "flow",
+                "apex_jitter")
 # what a parameter was before the cache recorded it (a cache built before --apex: 'sheet',
-# before --flow: 'none')
-PARAM_DEFAULTS = {"apex": "sheet", "flow": "none"}
+# before --flow: 'none', before --apex-jitter: 0)
+PARAM_DEFAULTS = {"apex": "sheet", "flow": "none", "apex_jitter": 0}
 # parameters that shape images of their own, not the dynamic images: a build under another
 # value adds (or replaces) those images and keeps the dynamic images as they are
 ADDITIVE_PARAMS = ("flow",)
@@ -150,10 +173,21 @@ class CachedClip:
     apex_source: str
     attrs: Mapping[str, object] = field(repr=False, compare=False)
     flow_phases: tuple[str, ...] = ()
+    # the --apex-jitter images present (:data:`APEX_VARIANTS` order)
+    variants: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return clip_key(self.subject, self.clip)
+
+    @property
+    def jitter_shifts(self) -> tuple[int, ...]:
+        """The valid apex shifts of the clip's ``jitter_*`` images (entry ``shift + K``);
+        () for a clip without them (or with no valid shift)."""
+        raw = self.attrs.get("jitter_shifts")
+        if raw is None or isinstance(raw, str):
+            raw = json.loads(raw) if raw else []
+        return tuple(int(v) for v in np.atleast_1d(np.asarray(raw, np.int64)))
 
     @property
     def notes(self) -> list[str]:
@@ -182,7 +216,8 @@ class CachedClip:
                    phases=tuple(p for p in PHASES if p in present),
                    has_apex_frame=APEX_FRAME in present,
                    apex_source=source,
-                   flow_phases=tuple(p for p in FLOW_IMAGES if p in present), attrs=a)
+                   flow_phases=tuple(p for p in FLOW_IMAGES if p in present),
+                   variants=tuple(p for p in APEX_VARIANTS if p in present), attrs=a)
 
 
 REBUILD_ALL = ("build it again: mer-prep build-cache --dataset D --root R --out {path} "
@@ -240,6 +275,11 @@ class Cache:
     def params(self) -> dict[str, str]:
         """The build parameters (:data:`BUILD_PARAMS`) as text."""
         return {k: str(self.attrs.get(k, PARAM_DEFAULTS.get(k))) for k in BUILD_PARAMS}
+
+    @property
+    def apex_jitter(self) -> int:
+        """K of ``--apex-jitter`` (0: a cache built without it, or before it existed)."""
+        return int(self.attrs.get("apex_jitter", PARAM_DEFAULTS["apex_jitter"]))
 
     @property
     def skipped(self) -> list[dict[str, object]]:
@@ -308,6 +348,12 @@ class Cache:
                 raise _DamagedClip(f"its {name} image has shape {ds.shape}, not (H, W, C)")
             if name in FLOW_IMAGES and (ds.ndim != 3 or ds.shape[2] != 3):
                 raise _DamagedClip(f"its {name} flow has shape {ds.shape}, not (H, W, 3)")
+            if name in SPOTTED_PHASES and (ds.ndim != 3 or ds.shape[2] not in (1, 3)):
+                raise _DamagedClip(f"its {name} image has shape {ds.shape}, not (H, W, C)")
+            if name in JITTER_IMAGES and (ds.ndim != 4 or ds.shape[3] not in (
+                    (3,) if name == JITTER_FLOW else (1, 3))):
+                raise _DamagedClip(f"its {name} images have shape {ds.shape}, not "
+                                   "(2K+1, H, W, C)")
         if "full" not in names:
             raise _DamagedClip("it has no full image")
         try:
@@ -338,7 +384,9 @@ class Cache:
                ) -> dict[str, np.ndarray]:
         """The clip's images among ``names`` that it has: the dynamic images float32
         [shape=(H, W, C)], ``apex_frame`` uint8 [shape=(H, W, C)]; the flow images
-        (:data:`FLOW_IMAGES`, asked by name) float32 [shape=(H, W, 3)]."""
+        (:data:`FLOW_IMAGES`, asked by name) float32 [shape=(H, W, 3)]; the
+        ``--apex-jitter`` images (:data:`APEX_VARIANTS`, asked by name) float32,
+        ``jitter_*`` [shape=(2K+1, H, W, C)]."""
         g = self._file[clip.key]
         out = {}
         for name in names:
@@ -355,7 +403,8 @@ class Cache:
     def shapes(self, clip: CachedClip) -> dict[str, tuple[int, ...]]:
         """The shape of each image the clip has, without reading it."""
         g = self._file[clip.key]
-        return {name: g[name].shape for name in (*IMAGES, *FLOW_IMAGES) if name in g}
+        return {name: g[name].shape for name in (*IMAGES, *FLOW_IMAGES, *APEX_VARIANTS)
+                if name in g}
 
     def close(self) -> None:
         self._file.close()

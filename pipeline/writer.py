@@ -26,6 +26,7 @@ from mer_di.errors import CacheError
 from mer_di.pipeline.chunks import write_checksummed
 from mer_di.pipeline.store import (
     APEX_FRAME,
+    APEX_VARIANTS,
     FLOW_IMAGES,
     IMAGES,
     ROOT_ATTRS,
@@ -198,7 +199,7 @@ class CacheWriter:
         check_names(record.subject, record.clip)
         g = self._file.require_group(record.key)
         write_new_attrs(g, record.attrs)
-        for phase in (*IMAGES, *FLOW_IMAGES):
+        for phase in (*IMAGES, *FLOW_IMAGES, *APEX_VARIANTS):
             if phase in record.images:
                 _put(g, phase, record.images[phase])
         self.count += 1

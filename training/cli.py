@@ -167,6 +167,12 @@ def main() -> None:
 @click.option("--final", is_flag=True,
               help="Also train each model x configuration x seed on every clip (a final "
               "model for mer-train predict; it enters no table).")
+@click.option("--apex-jitter", type=click.IntRange(0, 10), default=0, show_default=True,
+              metavar="K",
+              help="Training clips of the dual-phase configurations and of dianet take, "
+              "each epoch, their phase images at the apex shifted by a random valid shift "
+              "in -K..K frames (caches built with mer-prep build-cache --apex-jitter K or "
+              "more); validation and test clips keep the annotated apex. 0: none.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda[:N].")
 @click.option("--resume", is_flag=True,
               help="Finish an interrupted run in --out: finished folds are kept.")
@@ -179,7 +185,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epoc
        batch_size, lr,
        patience, val_fraction, amp, pretrained, backbone, tiny, input_, checkpoints, final,
        device, resume, out, executor, ray_address, unit_cpus, unit_gpus, determinism,
-       select_epoch, quiet) -> None:
+       select_epoch, quiet, apex_jitter=0) -> None:
     """Cross-validate every model x configuration x seed on the cache(s) and print the
     summary (mean +- std over folds, and pooled over folds)."""
     from mer_di.training import CVSpec, TrainOptions, run_cv
@@ -209,7 +215,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epoc
                                      patience=patience, val_fraction=val_fraction, amp=amp,
                                      select_epoch=select_epoch),
                   pretrained=_weights(pretrained, models), backbone=backbone, tiny=tiny,
-                  checkpoints=checkpoints, input=input_, final=final,
+                  checkpoints=checkpoints, input=input_, final=final, apex_jitter=apex_jitter,
                   determinism=determinism)
     _finish(run_cv(spec, out, resume=resume, device=device, progress=not quiet,
                    echo=click.echo, executor=runner), out)

@@ -19,6 +19,7 @@ from mer_di.pipeline.store import (
     APEX_FRAME,
     FLOW_IMAGES,
     IMAGES,
+    JITTER_PHASES,
     CachedClip,
     file_sha256,
     open_cache,
@@ -41,7 +42,10 @@ class ClipSet:
     W, 3), float32: u, v, strain, raw, :mod:`mer_di.pipeline.flow`], valid where
     ``has_flow[phase]`` [shape=(N,), bool], for the phases some clip has; 0 elsewhere,
     which is exact where ``still_flow[phase]`` (the phase's two frames are one frame: apex
-    = onset, apex = offset; the build stores no image for it).
+    = onset, apex = offset; the build stores no image for it). ``jitter`` (read only for
+    ``--apex-jitter K``): ``jitter_onset``/``jitter_offset`` -> [shape=(N, 2K+1, H, W, C),
+    float32], entry ``j`` the phase image at the apex shifted by ``j - K``, valid where
+    ``jitter_valid`` [shape=(N, 2K+1), bool]; empty (and None) otherwise.
     """
 
     datasets: np.ndarray
@@ -59,6 +63,8 @@ class ClipSet:
     flow: dict[str, np.ndarray] = field(default_factory=dict)
     has_flow: dict[str, np.ndarray] = field(default_factory=dict)
     still_flow: dict[str, np.ndarray] = field(default_factory=dict)
+    jitter: dict[str, np.ndarray] = field(default_factory=dict)
+    jitter_valid: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -87,7 +93,12 @@ class ClipSet:
                      and self.has_flow[p].any())
 
     def images(self, name: str) -> np.ndarray | None:
-        """The array of image ``name`` (one of :data:`IMAGES`) of every clip, or None."""
+        """The array of image ``name`` (one of :data:`IMAGES`) of every clip, or None; for
+        a ``jitter_*`` phase (:data:`JITTER_PHASES`) its entries, clip by clip
+        [shape=(N * (2K+1), H, W, C)], or None without them."""
+        if name in JITTER_PHASES:
+            array = self.jitter.get(name)
+            return None if array is None else array.reshape(-1, *array.shape[2:])
         return {"full": self.full, "onset": self.onset, "offset": self.offset,
                 APEX_FRAME: self.apex_frame}[name]
 
@@ -96,15 +107,17 @@ class ClipSet:
 Loaded = tuple[CachedClip, dict[str, np.ndarray]]
 
 
-def read_clips(path: str | Path, keep=lambda clip: True) -> list[Loaded]:
-    """Every clip of the cache ``path`` that ``keep`` accepts, with its images.
+def read_clips(path: str | Path, keep=lambda clip: True, extra: tuple[str, ...] = ()
+               ) -> list[Loaded]:
+    """Every clip of the cache ``path`` that ``keep`` accepts, with its images (and the
+    images ``extra``, e.g. :data:`JITTER_PHASES`, where it has them).
 
     Raises :class:`DataError` for a missing or foreign file, or an image with a NaN or inf
     (named by clip and image)."""
     try:
         with open_cache(path) as cache:
-            loaded = [(clip, cache.images(clip, (*IMAGES, *FLOW_IMAGES))) for clip in cache
-                      if keep(clip)]
+            loaded = [(clip, cache.images(clip, (*IMAGES, *FLOW_IMAGES, *extra)))
+                      for clip in cache if keep(clip)]
     except CacheError as exc:
         raise DataError(str(exc)) from None
     for clip, images in loaded:
@@ -147,30 +160,62 @@ def _class_of(dataset: str, class_set: str, emotion: str) -> str | None:
         raise DataError(str(exc)) from None
 
 
+def check_apex_jitter(paths: list[str | Path], k: int) -> list[int]:
+    """Each cache's ``--apex-jitter`` K; :class:`DataError` naming a cache whose K is
+    below ``k`` (it holds no phase images that far from the apex)."""
+    have = []
+    for path in paths:
+        try:
+            with open_cache(path) as cache:
+                have.append(cache.apex_jitter)
+        except CacheError as exc:
+            raise DataError(str(exc)) from None
+        if have[-1] < k:
+            built = (f"with --apex-jitter {have[-1]}" if have[-1] else
+                     "without --apex-jitter (K = 0)")
+            raise DataError(f"--apex-jitter {k}: {path} was built {built}, so it holds no "
+                            f"phase images {k} frames from the apex; rebuild it with "
+                            f"mer-prep build-cache ... --out {path} --apex-jitter {k} "
+                            "--rebuild (or give --apex-jitter "
+                            f"{have[-1]} or less)")
+    return have
+
+
 def load_caches(paths: list[str | Path], class_set: str = "five",
-                clip_list: str | Path | None = None) -> ClipSet:
+                clip_list: str | Path | None = None, apex_jitter: int = 0) -> ClipSet:
     """Read ``paths`` into one :class:`ClipSet` under ``class_set``.
 
     Clips whose emotion the class set leaves out are dropped. Where greyscale and colour
     caches combine, greyscale images are repeated to three channels. With ``clip_list``
     (a file, :mod:`mer_di.training.cliplist`) only the clips it lists are read; a listed
     clip that no cache has, or that the class set leaves out, stops the run, and a label
-    that disagrees with the list's is kept and named in ``notes``. Raises
-    :class:`DataError` for a missing or foreign file, caches of different image sizes, or
-    a class set that leaves a class without clips.
+    that disagrees with the list's is kept and named in ``notes``. ``apex_jitter`` K > 0
+    also reads each clip's phase images at the apex shifted by -K..K (``ClipSet.jitter``;
+    every cache must be built with ``--apex-jitter`` K or more). Raises
+    :class:`DataError` for a missing or foreign file, caches of different image sizes, a
+    cache built with a smaller K, or a class set that leaves a class without clips.
     """
     check("class set", class_set, CLASS_SETS, DataError)
     if not paths:
         raise DataError("no cache given")
     _check_distinct_files(paths)
+    jitter_of = {}
+    if apex_jitter:
+        jitter_of = dict(zip(map(str, paths), check_apex_jitter(paths, apex_jitter),
+                             strict=True))
     listed = None
     if clip_list is not None:
         listed = _listed(paths, clip_list, class_set)
     loaded: list[Loaded] = []
     for path in paths:
-        loaded += read_clips(path, lambda c: (listed is None or (c.dataset, c.subject, c.clip)
-                                              in listed.keep)
-                             and _class_of(c.dataset, class_set, c.emotion) is not None)
+        part = read_clips(path, lambda c: (listed is None or (c.dataset, c.subject, c.clip)
+                                           in listed.keep)
+                          and _class_of(c.dataset, class_set, c.emotion) is not None,
+                          extra=JITTER_PHASES if apex_jitter else ())
+        if apex_jitter:
+            part = [_jitter_window(clip, images, jitter_of[str(path)], apex_jitter)
+                    for clip, images in part]
+        loaded += part
     if not loaded:
         raise DataError(f"no clip of {', '.join(map(str, paths))} is in class set {class_set!r}")
     _check_distinct_clips(loaded, paths)
@@ -193,6 +238,15 @@ def load_caches(paths: list[str | Path], class_set: str = "five",
         raise DataError(f"class set {class_set!r} leaves no clips in class(es) "
                         f"{', '.join(empty)} in {', '.join(map(str, paths))}")
     return clips
+
+
+def _jitter_window(clip: CachedClip, images: dict[str, np.ndarray], have: int, k: int
+                   ) -> Loaded:
+    """A clip's ``jitter_*`` entries of shifts -k..k, out of its cache's -have..have."""
+    for name in JITTER_PHASES:
+        if name in images:
+            images[name] = images[name][have - k:have + k + 1]
+    return clip, images
 
 
 def _listed(paths: list[str | Path], clip_list: str | Path, class_set: str):
@@ -280,8 +334,8 @@ def assemble(loaded: Iterable[Loaded], classes: list[str], class_set: str) -> Cl
     if len(channels) > 1:  # greyscale SAMM beside colour CASME II (the MEGC composite)
         for _, images in loaded:
             for name, img in images.items():
-                if img.shape[2] == 1:
-                    images[name] = np.repeat(img, 3, axis=2)
+                if img.shape[-1] == 1:  # (H, W, C), or (2K+1, H, W, C) for jitter_*
+                    images[name] = np.repeat(img, 3, axis=-1)
     shape = (*sizes.pop(), max(channels))
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index.get(map_label(clip.dataset, class_set, clip.emotion), UNLABELLED)
@@ -311,10 +365,34 @@ def assemble(loaded: Iterable[Loaded], classes: list[str], class_set: str) -> Cl
             else:
                 apex = a.get("apex_used")
                 still[p][i] = apex is not None and apex == a.get(ends[p])
+    jitter, jitter_valid = _jitter_arrays(loaded, shape)
     names = {k: np.array([getattr(clip, k) for clip, _ in loaded], dtype=object)
              for k in ("dataset", "subject", "clip")}
     return ClipSet(datasets=names["dataset"], subjects=names["subject"], clips=names["clip"],
                    labels=labels, classes=classes, full=full, onset=phase["onset"],
                    offset=phase["offset"], has_onset=has["onset"], has_offset=has["offset"],
                    apex_frame=apex_frame, flow=flow, has_flow=has_flow,
-                   still_flow=still)
+                   still_flow=still, jitter=jitter, jitter_valid=jitter_valid)
+
+
+def _jitter_arrays(loaded: list[Loaded], shape: tuple[int, ...]
+                   ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """``ClipSet.jitter`` and ``jitter_valid`` of clips read with their ``jitter_*``
+    entries (all the same 2K+1); ``({}, None)`` when none has them."""
+    counts = {len(images[p]) for _, images in loaded for p in JITTER_PHASES if p in images}
+    if not counts:
+        return {}, None
+    (m,) = counts
+    k = m // 2
+    n = len(loaded)
+    arrays = {p: np.zeros((n, m, *shape), np.float32) for p in JITTER_PHASES}
+    valid = np.zeros((n, m), bool)
+    for i, (clip, images) in enumerate(loaded):
+        if not all(p in images for p in JITTER_PHASES):
+            continue  # no phase images: trains as today
+        for p in JITTER_PHASES:
+            arrays[p][i] = images[p]
+        for s in clip.jitter_shifts:
+            if -k <= s <= k:
+                valid[i, s + k] = True
+    return arrays, valid

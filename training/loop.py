@@ -63,10 +63,14 @@ class TrainOptions:
 @dataclass
 class Samples:
     """Samples as rows of the image tensor: ``index`` [shape=(n,)] for single-image
-    models, [shape=(n, 2)] (onset row, offset row) for pair models; ``labels`` [shape=(n,)]."""
+    models, [shape=(n, 2)] (onset row, offset row) for pair models; ``labels`` [shape=(n,)].
+    ``draw`` (training samples under ``--apex-jitter``): epoch (1-based) -> that epoch's
+    ``index`` (same shape, same labels); None: ``index`` every epoch."""
 
     index: torch.Tensor
     labels: torch.Tensor
+    draw: Callable[[int], torch.Tensor] | None = field(default=None, repr=False,
+                                                       compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -191,6 +195,8 @@ def fit(model: torch.nn.Module, images: torch.Tensor, train: Samples, val: Sampl
     for epoch in range(1, options.epochs + 1):
         start = time.perf_counter()
         model.train()
+        if train.draw is not None:  # --apex-jitter: this epoch's shifted phase images
+            index = train.draw(epoch).to(device)
         order = torch.randperm(n, generator=generator)
         if n % options.batch_size == 1 and n > 1:
             order = order[:-1]  # a batch of one breaks batch norm; a different one each epoch

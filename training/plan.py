@@ -18,7 +18,7 @@ import torch
 
 from mer_di.errors import DataError, MerError, ModelError, RunError
 from mer_di.options import INPUTS, PROTOCOLS, check
-from mer_di.pipeline.store import open_cache
+from mer_di.pipeline.store import MAX_APEX_JITTER, open_cache
 from mer_di.training.configs import applies, get_config
 from mer_di.training.data import ClipSet, default_class_set, load_caches
 from mer_di.training.determinism import MODES
@@ -73,6 +73,11 @@ class CVSpec:
         ``reproducible`` (the same numbers on every run, resumed or on Ray) or ``fast``
         (cuDNN autotuning, TF32, channels_last: faster on a GPU, not bit-reproducible);
         see :mod:`mer_di.training.determinism`. The CPU computes the same in both.
+    apex_jitter : int
+        ``--apex-jitter K``: the training clips of the dual-phase configurations and of
+        pair models (DIANet) use, each epoch, their phase images at the apex shifted by a
+        random valid shift in -K..K (the caches must be built with ``--apex-jitter`` K or
+        more); validation and test clips keep the annotated apex. 0: none.
     """
 
     caches: list[str]
@@ -91,6 +96,7 @@ class CVSpec:
     input: str = "di"
     final: bool = False
     determinism: str = "reproducible"
+    apex_jitter: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -184,7 +190,12 @@ def plan_run(spec: CVSpec) -> Plan:
                        "generators are seeded with seed * 1000 + fold, below 2**32)")
     if spec.classes is None:  # the datasets' usual set, written into the run's record
         spec = dataclasses.replace(spec, classes=default_class_set(spec.caches))
-    clips = load_caches(spec.caches, spec.classes, spec.clip_list)
+    if isinstance(spec.apex_jitter, bool) or not isinstance(spec.apex_jitter, int) or not (
+            0 <= spec.apex_jitter <= MAX_APEX_JITTER):
+        raise RunError(f"--apex-jitter {spec.apex_jitter!r}: give a whole number of frames "
+                       f"in 0..{MAX_APEX_JITTER}")
+    clips = load_caches(spec.caches, spec.classes, spec.clip_list,
+                        apex_jitter=spec.apex_jitter)
     if spec.input == "apex" and clips.apex_frame is None:
         raise RunError(f"--input apex: {', '.join(spec.caches)} hold no apex frames (built "
                        "before cache schema 2); rebuild with mer-prep build-cache --rebuild")
@@ -228,6 +239,7 @@ def plan_run(spec: CVSpec) -> Plan:
     if not units:
         raise RunError("nothing to run: " + "; ".join(skipped))
     notes = _upsampling(clips, cfgs) + clips.notes + weight_notes
+    notes += _jitter_notes(spec, cfgs)
     notes += small_class_notes(spec.protocol, spec.folds, clips.labels, clips.classes)
     cache_params = []
     for path in spec.caches:
@@ -259,6 +271,35 @@ def _timm_name(model: str, cfg: ModelCfg) -> str | None:
     stream = cfg.weights_file.removesuffix(".pth")
     tag = timm_cfg(stream).get("tag")
     return f"{arch_of(stream)}.{tag}" if tag else stream
+
+
+def jitter_applies(spec: CVSpec, cfg: ModelCfg, config: str) -> bool:
+    """Whether ``--apex-jitter`` changes the training samples of ``cfg``'s model under
+    ``config``: dynamic-image models whose training reads the phase images (dual-phase
+    configurations, pair models), not the flow models nor ``--input apex``."""
+    return (spec.apex_jitter > 0 and spec.input == "di" and cfg.input_kind != "flow"
+            and (cfg.pair or get_config(config).dual))
+
+
+def _jitter_notes(spec: CVSpec, cfgs: dict[str, ModelCfg]) -> list[str]:
+    """What ``--apex-jitter`` does in this run, and where it does nothing."""
+    if not spec.apex_jitter:
+        return []
+    k = spec.apex_jitter
+    used = sorted({f"{m} x {c}" for m, cfg in cfgs.items() for c in spec.configs
+                   if applies(c, cfg.pair) and jitter_applies(spec, cfg, c)})
+    if not used:
+        return [f"--apex-jitter {k}: no unit of this run reads phase images in training "
+                "(a dual-phase configuration or dianet), so it changes nothing"]
+    notes = [f"--apex-jitter {k}: the training clips of {', '.join(used)} take, each epoch, "
+             f"their phase images at the apex shifted by a random valid shift in -{k}..{k} "
+             "frames (seeded by the unit's seed and the epoch); validation and test clips "
+             "keep the annotated apex"]
+    flow = sorted(m for m, cfg in cfgs.items() if cfg.input_kind == "flow")
+    if flow:
+        notes.append(f"--apex-jitter {k}: not applied to the flow model(s) {', '.join(flow)} "
+                     "(their input is the cache's onset->apex flow)")
+    return notes
 
 
 def _upsampling(clips: ClipSet, cfgs: dict[str, ModelCfg]) -> list[str]:

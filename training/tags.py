@@ -91,9 +91,24 @@ def setup_tags(plan, device: torch.device, weights: dict[str, str] | None = None
         up = (f"input upsampled {min(h, w)}->{cfg.input_size}"
               if cfg.input_size > min(h, w) else "")
         tags = ["tiny" if spec.tiny else "", "random init" if random else "",
-                (weights or {}).get(model, ""), *common, up]
+                (weights or {}).get(model, ""), *common, up, _jitter_tag(plan, model, cfg)]
         out[model] = ", ".join(t for t in tags if t)
     return out
+
+
+def _jitter_tag(plan, model: str, cfg) -> str:
+    """``apex jitter +-K`` for a model whose training samples ``--apex-jitter`` changes
+    (``(dual-phase configs)`` where only those of its configurations do); '' otherwise."""
+    from mer_di.training.configs import applies
+    from mer_di.training.plan import jitter_applies
+
+    spec = plan.spec
+    k = getattr(spec, "apex_jitter", 0)
+    configs = [c for c in spec.configs if applies(c, cfg.pair)]
+    hit = [c for c in configs if jitter_applies(spec, cfg, c)]
+    if not k or not hit:
+        return ""
+    return f"apex jitter ±{k}" + ("" if len(hit) == len(configs) else " (dual-phase configs)")
 
 
 def data_tag(plan) -> str:

@@ -35,7 +35,7 @@ from mer_di.training.folds import validation_split
 from mer_di.training.loop import fit, predict
 from mer_di.training.metrics import confusion, scores
 from mer_di.training.models.prototype import build_for_unit
-from mer_di.training.plan import Plan
+from mer_di.training.plan import Plan, jitter_applies
 from mer_di.training.results import PRED_COLUMNS
 from mer_di.training.samples import ImageBank, unit_samples
 from mer_di.training.units import CHECKPOINT, FAILED, SCORES, Unit
@@ -88,9 +88,13 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
             return flow_unit_samples(clips.labels, bank, idx, dual)
         augment = flow_flip_rotate  # flipping a flow negates u
     else:
-        def samples(idx, dual):
-            return unit_samples(clips, bank, idx, model_cfg.pair, dual, apex_frame)
-    train_s = samples(train, cfg.dual)
+        def samples(idx, dual, jitter_seed=None):
+            return unit_samples(clips, bank, idx, model_cfg.pair, dual, apex_frame,
+                                jitter_seed=jitter_seed)
+    if jitter_applies(spec, model_cfg, unit.config):  # --apex-jitter: training clips only
+        train_s = samples(train, cfg.dual, jitter_seed=unit.seed_value)
+    else:
+        train_s = samples(train, cfg.dual)
     val_s = samples(val, False) if val is not None else None
     test_s = samples(test, False)
     model, info, made = build_for_unit(unit.model, len(clips.classes), unit.seed_value,
