@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mer_di._files import exclusive_lock
+from mer_di._files import EarlySync, exclusive_lock
 from mer_di.errors import CacheError
 from mer_di.pipeline.chunks import write_checksummed
 from mer_di.pipeline.store import (
@@ -189,6 +189,7 @@ class CacheWriter:
         self.tmp = cache.with_name(cache.name + f".tmp-{os.getpid()}")
         self.count = 0
         self._file: h5py.File | None = None
+        self._early = EarlySync(self.tmp)  # the images' pages on their way to disk
 
     def __enter__(self) -> CacheWriter:
         self._file = h5py.File(self.tmp, "w")
@@ -203,6 +204,7 @@ class CacheWriter:
             if phase in record.images:
                 _put(g, phase, record.images[phase])
         self.count += 1
+        self._early.wrote(sum(image.nbytes for image in record.images.values()))
 
     def set_flow(self, subject: str, clip: str, images: dict[str, np.ndarray],
                  attrs: dict[str, object]) -> None:
@@ -234,6 +236,7 @@ class CacheWriter:
             self._file.attrs[k] = to_attr(root_attrs.get(k))
         self._file.close()
         self._file = None
+        self._early.finish()
         with open(self.tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(self.tmp, self.cache)
@@ -248,4 +251,8 @@ class CacheWriter:
             if exc[0] is None:
                 raise
         finally:
+            try:
+                self._early.finish()
+            except OSError:
+                pass  # the file goes: its write-back no longer matters
             self.tmp.unlink(missing_ok=True)

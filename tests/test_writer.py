@@ -88,3 +88,38 @@ def test_damaged_checksummed_chunk_is_an_error_when_read(tmp_path):
     path.write_bytes(bytes(blob))
     with h5py.File(path, "r") as f, pytest.raises(OSError):
         f["img"][()]
+
+
+def _record(i: int) -> ClipRecord:
+    images = {name: np.full((16, 16, 3), i, np.float32) for name in IMAGES[:3]}
+    return ClipRecord("sub01", f"EP{i:02d}", images, {"onset": 1, "phases": list(images)})
+
+
+def test_pages_go_to_disk_while_the_cache_grows(tmp_path, monkeypatch):
+    """The temporary cache is synced in the background as it grows (the final fsync then
+    has little left); a failed write-back is raised by the commit, and the old cache stays."""
+    import os
+    import threading
+
+    synced = []
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(fd))
+    cache = tmp_path / "c.h5"
+    with CacheWriter(cache) as writer:
+        writer._early.every = 1  # every clip
+        for i in range(4):
+            writer.add(_record(i))
+        writer.commit({})
+    assert len(synced) >= 1 and cache.exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("mer-di-sync")]
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    before = cache.read_bytes()
+    with pytest.raises(OSError, match="Input/output"), CacheWriter(cache) as writer:
+        writer._early.every = 1
+        for i in range(4):
+            writer.add(_record(i))
+        writer.commit({})
+    assert cache.read_bytes() == before and not list(tmp_path.glob("c.h5.tmp-*"))
