@@ -302,7 +302,7 @@ def _add_flow(todo: list[FlowTodo], out: Path, options: BuildOptions, parts: Par
     """The flow images of the kept clips ``todo`` (:mod:`mer_di.pipeline.build_flow`)."""
     kept_apexes(todo, out)
     flowed, failed = add_flow(todo, options.flow, options.size, options.crop,
-                              options.workers, parts, writer, progress)
+                              options.workers, parts, writer, progress, options.apex_jitter)
     report.flowed += flowed
     report.flow_added += flowed
     for row, why in failed:

@@ -17,10 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mer_di.data_manifest import ManifestRow
-from mer_di.pipeline.flow import FLOW_VERSION, clip_flow
+from mer_di.pipeline.flow import (
+    FLOW_ONSET_APEX,
+    FLOW_VERSION,
+    clip_flow,
+    grey_at_size,
+    jitter_flow,
+)
 from mer_di.pipeline.frames import FrameError, load_clip
-from mer_di.pipeline.store import ClipRecord, open_cache, usable_apex
+from mer_di.pipeline.store import JITTER_FLOW, ClipRecord, open_cache, usable_apex
 from mer_di.pipeline.writer import CacheWriter, PartStore
 
 
@@ -73,28 +81,48 @@ def kept_apexes(todo: list[FlowTodo], cache: Path) -> None:
                            apex_used=t.row.apex)
 
 
-def compute_flow(todo: FlowTodo, method: str, size: int | None, crop: str, decoders
-                 ) -> tuple[dict[str, object], dict]:
+def compute_flow(todo: FlowTodo, method: str, size: int | None, crop: str, decoders,
+                 apex_jitter: int = 0) -> tuple[dict[str, object], dict]:
     """``(images, attrs)`` of one kept clip's flow, from its onset, apex and offset frames
-    alone (raises :class:`FrameError` for a frame that can't be decoded)."""
+    alone, and with ``apex_jitter`` K > 0 the frames at its valid shifted apexes for
+    ``jitter_flow_onset_apex`` (raises :class:`FrameError` for a frame that can't be
+    decoded)."""
     attrs = {"flow_fingerprint": todo.flow_fp, "flow_phases": []}
     allowed = flow_allowed(str(todo.attrs.get("apex_source") or "none"), todo.row)
     if method == "none" or allowed is None:
         return {}, attrs
     row = todo.row
     apex = int(todo.attrs["apex_used"])
-    numbers = sorted({row.onset, apex, row.offset})
+    shifts = _shifts(todo.attrs.get("jitter_shifts")) if apex_jitter > 0 else []
+    numbers = sorted({row.onset, apex, row.offset, *(apex + s for s in shifts)})
     # the crop box comes from the first frame given, the onset, as in the whole build
     clip = load_clip([(n, row.frame_path(n)) for n in numbers], size, crop, decoders)
     at = tuple(numbers.index(n) for n in (row.onset, apex, row.offset))
     images, _ = clip_flow(clip.frames, at, size, method, *allowed)
     attrs["flow_phases"] = list(images)
+    if shifts and FLOW_ONSET_APEX in images:
+        def grey_of(i: int):  # clip frame i (0 = the onset) among those decoded
+            return grey_at_size(clip.frames[numbers.index(row.onset + i)], size)
+
+        images[JITTER_FLOW] = jitter_flow(grey_of, apex - row.onset, shifts, apex_jitter,
+                                          method, images[FLOW_ONSET_APEX])
     return images, attrs
+
+
+def _shifts(value: object) -> list[int]:
+    """A clip's ``jitter_shifts`` attribute (an int array, or JSON text for an empty
+    list) as a list."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)):
+        return [int(v) for v in json.loads(value)]
+    return [int(v) for v in np.atleast_1d(value)]
 
 
 def add_flow(todo: list[FlowTodo], method: str, size: int | None, crop: str,
              workers: int | None, parts: PartStore, writer: CacheWriter,
-             progress: bool = False) -> tuple[int, list[tuple[ManifestRow, str]]]:
+             progress: bool = False, apex_jitter: int = 0
+             ) -> tuple[int, list[tuple[ManifestRow, str]]]:
     """Give every clip of ``todo`` (already copied into ``writer``) its flow images under
     ``method`` (or none), saving each as a flow part first. Returns ``(clips that got
     flow images, [(row, why)] of those whose frames failed)``: a failed clip keeps its
@@ -114,7 +142,8 @@ def add_flow(todo: list[FlowTodo], method: str, size: int | None, crop: str,
                     images, attrs = part.images, part.attrs
                 else:
                     try:
-                        images, attrs = compute_flow(item, method, size, crop, decoders)
+                        images, attrs = compute_flow(item, method, size, crop, decoders,
+                                                     apex_jitter)
                     except FrameError as exc:
                         failed.append((row, str(exc)))
                         images, attrs = {}, {"flow_fingerprint": "", "flow_phases": []}

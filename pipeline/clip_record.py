@@ -16,10 +16,11 @@ from mer_di.data_manifest.records import FIELDS
 from mer_di.pipeline.apex import spot_apex
 from mer_di.pipeline.build_flow import flow_allowed, flow_fingerprint
 from mer_di.pipeline.dynamic_image import clip_dynamic_images
-from mer_di.pipeline.flow import clip_flow
+from mer_di.pipeline.flow import FLOW_ONSET_APEX, clip_flow, grey_at_size, jitter_flow
 from mer_di.pipeline.frames import ClipFrames, finish_image
 from mer_di.pipeline.store import (
     APEX_FRAME,
+    JITTER_FLOW,
     JITTER_PHASES,
     SPOTTED_PHASES,
     ClipRecord,
@@ -151,6 +152,17 @@ def make_record(row: ManifestRow, clip: ClipFrames, weights: str, size: int | No
         flows, flow_notes = clip_flow(clip.frames, (0, apex, len(clip.frames) - 1), size,
                                       flow, *allowed)
         notes += flow_notes
+        if apex_jitter > 0 and FLOW_ONSET_APEX in flows and extra.get("jitter_shifts"):
+            # the flow models' input at the shifted apexes, as the phase images'
+            greys: dict[int, np.ndarray] = {}
+
+            def grey_of(i: int) -> np.ndarray:
+                if i not in greys:
+                    greys[i] = grey_at_size(clip.frames[i], size)
+                return greys[i]
+
+            variants[JITTER_FLOW] = jitter_flow(grey_of, apex, extra["jitter_shifts"],
+                                                apex_jitter, flow, flows[FLOW_ONSET_APEX])
     why = next((p for p in row.problem_list if p.startswith("apex")), "no apex annotated")
     if apex is None:  # say why in the sheet's terms, not the kernel's
         notes.append(f"no onset or offset image ({why.split(':')[0]}); {APEX_FRAME} is the "

@@ -141,3 +141,23 @@ def clip_flow(frames: np.ndarray, at: tuple[int, int, int], size: int | None, me
             continue
         out[name] = flow_image(grey[a], grey[b], method)
     return out, notes
+
+
+def jitter_flow(grey_of, apex: int, shifts: list[int], k: int, method: str,
+                own: np.ndarray | None = None) -> np.ndarray:
+    """``--apex-jitter k``'s flow of one clip, ``jitter_flow_onset_apex`` [shape=(2k+1, H,
+    W, 3), float32]: entry ``j`` the onset -> (apex + j - k) flow image, for the valid
+    ``shifts`` (those of the clip's ``jitter_shifts``), all zeros for the others.
+    ``grey_of(i)``: the grey frame at the stored size of clip frame ``i`` (0 = the onset,
+    :func:`grey_at_size`); ``own``: the clip's ``flow_onset_apex``, which is entry ``k``."""
+    onset = grey_of(0)
+    stack = None
+    for s in shifts:
+        image = own if (s == 0 and own is not None) else flow_image(onset, grey_of(apex + s),
+                                                                   method)
+        if stack is None:
+            stack = np.zeros((2 * k + 1, *image.shape), np.float32)
+        stack[s + k] = image
+    if stack is None:
+        raise ValueError("jitter_flow needs at least one valid shift")
+    return stack

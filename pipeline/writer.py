@@ -29,6 +29,7 @@ from mer_di.pipeline.store import (
     APEX_VARIANTS,
     FLOW_IMAGES,
     IMAGES,
+    JITTER_FLOW,
     ROOT_ATTRS,
     ClipRecord,
     check_names,
@@ -208,13 +209,14 @@ class CacheWriter:
 
     def set_flow(self, subject: str, clip: str, images: dict[str, np.ndarray],
                  attrs: dict[str, object]) -> None:
-        """Replace the flow images (:data:`FLOW_IMAGES`) of a clip already written (by
-        :meth:`copy_from`) with ``images``, and set ``attrs``; its other images stay."""
+        """Replace the flow images (:data:`FLOW_IMAGES`, and ``--apex-jitter``'s
+        :data:`JITTER_FLOW`) of a clip already written (by :meth:`copy_from`) with
+        ``images``, and set ``attrs``; its other images stay."""
         g = self._file[clip_key(subject, clip)]
-        for name in FLOW_IMAGES:
+        for name in (*FLOW_IMAGES, JITTER_FLOW):
             if name in g:
                 del g[name]
-        for name in FLOW_IMAGES:
+        for name in (*FLOW_IMAGES, JITTER_FLOW):
             if name in images:
                 _put(g, name, images[name])
         for k, v in attrs.items():

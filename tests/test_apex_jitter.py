@@ -244,3 +244,58 @@ def test_a_jittered_run_trains_and_says_so(data, tmp_path):
     assert "apex jitter ±1 (dual-phase configs)" in config["setup"]["learnet"]
     assert "apex jitter ±1" in (out / "summary.md").read_text()
     assert len(pd.read_csv(out / "predictions.csv")) > 0
+
+
+def test_jitter_flow_is_opencvs_at_each_shift_whole_build_or_added(tmp_path):
+    """With --flow and --apex-jitter, jitter_flow_onset_apex entry j is the onset ->
+    (apex + j - K) flow (DIS called directly on the frames), entry K the clip's own
+    flow_onset_apex, invalid shifts zero; adding --flow to a jittered cache later makes
+    the same bytes and keeps the dynamic images'."""
+    import cv2
+
+    from mer_di.pipeline.store import JITTER_FLOW
+
+    size = 32
+    root = generate_dataset("casme2", tmp_path / "casme2", subjects=2, clips_per_class=1,
+                            frame_size=(size, size), length=(6, 9), seed=3).root
+    whole = build_cache("casme2", root, tmp_path / "whole.h5", options=BuildOptions(
+        size=size, flow="dis", apex_jitter=K)).cache
+    added = tmp_path / "added.h5"
+    build_cache("casme2", root, added, options=BuildOptions(size=size, apex_jitter=K))
+    with h5py.File(added, "r") as f:
+        before = {f"{s}/{c}/{n}": f[s][c][n][()].tobytes() for s in f for c in f[s]
+                  for n in f[s][c]}
+    report = build_cache("casme2", root, added, options=BuildOptions(
+        size=size, flow="dis", apex_jitter=K))
+    assert report.flow_added == report.flowed > 0
+    rows = {r.key: r for r in build_manifest("casme2", root, classes="all").rows}
+
+    def grey(row, n):
+        return cv2.cvtColor(cv2.imread(str(row.frame_path(n))), cv2.COLOR_BGR2GRAY)
+
+    checked = 0
+    with h5py.File(whole, "r") as w, h5py.File(added, "r") as a:
+        for s in w:
+            for c in w[s]:
+                gw, ga = w[s][c], a[s][c]
+                for n in ga:  # the dynamic images (all that was there) kept as they were
+                    if f"{s}/{c}/{n}" in before:
+                        assert ga[n][()].tobytes() == before[f"{s}/{c}/{n}"], n
+                if "flow_onset_apex" not in gw:
+                    assert JITTER_FLOW not in gw
+                    continue
+                stack = gw[JITTER_FLOW][()]
+                assert stack.shape == (2 * K + 1, size, size, 3)
+                assert stack.tobytes() == ga[JITTER_FLOW][()].tobytes()
+                np.testing.assert_array_equal(stack[K], gw["flow_onset_apex"][()])
+                row, apex = rows[f"{s}/{c}"], int(gw.attrs["apex_used"])
+                shifts = list(np.atleast_1d(gw.attrs["jitter_shifts"]))
+                for j in range(2 * K + 1):
+                    if j - K not in shifts:
+                        assert not stack[j].any()
+                        continue
+                    ref = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(
+                        grey(row, row.onset), grey(row, apex + j - K), None)
+                    np.testing.assert_allclose(stack[j][..., :2], ref, atol=1e-5)
+                    checked += 1
+    assert checked >= 6
