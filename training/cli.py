@@ -167,6 +167,12 @@ def main() -> None:
 @click.option("--final", is_flag=True,
               help="Also train each model x configuration x seed on every clip (a final "
               "model for mer-train predict; it enters no table).")
+@click.option("--apex-robustness", is_flag=True,
+              help="Also predict each fold's test clips, with the fold's model, at the apex "
+              "shifted by -K..+K frames and at the spotted apex (caches built with "
+              "--apex-jitter K); for the models whose test input depends on the apex "
+              "(dianet, the flow models). mer-train report then writes robustness.md/.csv/"
+              ".png.")
 @click.option("--apex-jitter", type=click.IntRange(0, 10), default=0, show_default=True,
               metavar="K",
               help="Training clips of the dual-phase configurations and of dianet take, "
@@ -184,8 +190,8 @@ def main() -> None:
 def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epochs,
        batch_size, lr,
        patience, val_fraction, amp, pretrained, backbone, tiny, input_, checkpoints, final,
-       device, resume, out, executor, ray_address, unit_cpus, unit_gpus, determinism,
-       select_epoch, quiet, apex_jitter=0) -> None:
+       apex_robustness, device, resume, out, executor, ray_address, unit_cpus, unit_gpus,
+       determinism, select_epoch, quiet, apex_jitter=0) -> None:
     """Cross-validate every model x configuration x seed on the cache(s) and print the
     summary (mean +- std over folds, and pooled over folds)."""
     from mer_di.training import CVSpec, TrainOptions, run_cv
@@ -203,6 +209,10 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epoc
         from mer_di.training.runner import resume_spec
 
         spec = resume_spec(out)
+        if apex_robustness and not spec.apex_robustness:
+            raise click.UsageError(f"--apex-robustness: {out} was started without it, and "
+                                   "its finished folds were not measured; start a run with "
+                                   "it into another --out")
         return _finish(run_cv(spec, out, resume=True, device=device, progress=not quiet,
                               echo=click.echo, executor=runner), out)
     if not caches or not models:
@@ -216,7 +226,7 @@ def cv(caches, models, configs, protocol, folds, seeds, classes, clip_list, epoc
                                      select_epoch=select_epoch),
                   pretrained=_weights(pretrained, models), backbone=backbone, tiny=tiny,
                   checkpoints=checkpoints, input=input_, final=final, apex_jitter=apex_jitter,
-                  determinism=determinism)
+                  determinism=determinism, apex_robustness=apex_robustness)
     _finish(run_cv(spec, out, resume=resume, device=device, progress=not quiet,
                    echo=click.echo, executor=runner), out)
 

@@ -78,6 +78,10 @@ class CVSpec:
         pair models (DIANet) use, each epoch, their phase images at the apex shifted by a
         random valid shift in -K..K (the caches must be built with ``--apex-jitter`` K or
         more); validation and test clips keep the annotated apex. 0: none.
+    apex_robustness : bool
+        Also predict each fold's test clips at shifted and spotted apexes with the fold's
+        model (DIANet, the flow models; caches built with ``--apex-jitter``): see
+        :mod:`mer_di.training.robustness`.
     """
 
     caches: list[str]
@@ -97,6 +101,7 @@ class CVSpec:
     final: bool = False
     determinism: str = "reproducible"
     apex_jitter: int = 0
+    apex_robustness: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
@@ -254,6 +259,10 @@ def plan_run(spec: CVSpec) -> Plan:
                         f"{', '.join(flow_models)} would learn the method with the dataset: "
                         "build them with one --flow (it is added without recomputing the "
                         "dynamic images)")
+    if spec.apex_robustness:  # checked before any training: the caches' shifted apexes
+        from mer_di.training.robustness import check_robustness
+
+        notes += check_robustness(spec, cfgs)
     if spec.train.select_epoch == "test-fold":
         notes.append(f"--select-epoch test-fold ({OPTIMISTIC}): each fold's epoch and early "
                      "stop are chosen on its own test fold, as the paper's protocol did; for "

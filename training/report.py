@@ -13,6 +13,8 @@ The report folder holds::
                             MODEL:CONFIG, e.g. DI models against STSTNet)
     table.tex, paired.tex   the same tables as LaTeX (booktabs), to paste into a paper
     confusion_<run>_<model>_<config>.png, curves_<run>_<model>_<config>.png
+    robustness.md, .csv, .png   runs made with --apex-robustness: UF1 and UAR against the
+                            apex error (:mod:`~mer_di.training.report_robustness`)
 
 The work is split: :mod:`~mer_di.training.report_runs` reads the run folders,
 :mod:`~mer_di.training.report_table` makes the table, :mod:`~mer_di.training.report_paired`
@@ -40,6 +42,7 @@ from mer_di.training.figures import plot_confusion, plot_curves
 from mer_di.training.report_inflation import inflation, inflation_markdown
 from mer_di.training.report_latex import paired_latex, table_latex
 from mer_di.training.report_paired import against_title, paired, paired_markdown
+from mer_di.training.report_robustness import robustness_report
 from mer_di.training.report_runs import (
     DATASET_NAMES,
     Run,
@@ -161,6 +164,9 @@ def make_report(runs: list[str | Path], out: str | Path | None = None,
         contents.update({out / "inflation.md": inflation_md,
                          out / "inflation.csv": inflated.to_csv(index=False)})
         paired_md += f"\n{inflation_md}"
+    robust, robust_md = robustness_report(loaded, out, figures)  # --apex-robustness runs
+    contents.update(robust)
+    paired_md += f"\n{robust_md}" if robust_md else ""
     if figures:
         for run in loaded:
             contents.update(write_figures(run, out))

@@ -145,6 +145,11 @@ def write_tables(out: Path, classes: list[str], echo: Callable[[str], None] = pr
               "folds.csv": fold_scores(preds, len(classes)), "summary.csv": summary}
     if len(failures):
         tables[FAILURES] = failures
+    from mer_di.training.robustness import PREDICTIONS, gather
+
+    robust = gather(done, failed)  # --apex-robustness: beside predictions.csv
+    if robust is not None:
+        tables[PREDICTIONS] = robust
     files = {name: df.to_csv(index=False).encode() for name, df in tables.items()}
     files["summary.md"] = f"{head}{notes}\n\n{table}\n".encode()
     (out / TABLES).unlink(missing_ok=True)  # stale while the tables are replaced

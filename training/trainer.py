@@ -54,6 +54,9 @@ class UnitResult:
     predictions: pd.DataFrame
     scores: dict[str, object]
     checkpoint: dict[str, object] | None
+    # --apex-robustness: the test clips predicted at shifted and spotted apexes
+    # (:mod:`mer_di.training.robustness`); None when not asked or not apex-dependent
+    robustness: pd.DataFrame | None = None
 
 
 def unit_split(plan: Plan, unit: Unit) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
@@ -124,6 +127,11 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
         "label_name": [clips.classes[i] for i in label],
         "pred_name": [clips.classes[i] for i in pred]})
     history = _history(unit, result.history)
+    robust, robust_info = None, None
+    if getattr(spec, "apex_robustness", False) and len(test):  # the same model, its test clips
+        from mer_di.training.robustness import unit_robustness
+
+        robust, robust_info = unit_robustness(plan, unit, model, device, test)
     summary = {"model": unit.model, "config": unit.config, "seed": unit.seed,
                "fold": unit.fold,
                **(scores(label, pred, len(clips.classes)).as_dict() if len(test) else {}),
@@ -132,9 +140,10 @@ def run_unit(plan: Plan, unit: Unit, bank: ImageBank,
                "val_clips": 0 if val is None else len(val), "test_clips": len(test),
                "select_epoch": spec.train.select_epoch, "init": made, **where,
                "seconds": time.perf_counter() - start,
-               "confusion": confusion(label, pred, len(clips.classes)).tolist()}
+               "confusion": confusion(label, pred, len(clips.classes)).tolist(),
+               **({"apex_robustness": robust_info} if robust_info else {})}
     state = checkpoint(plan, unit, model, info) if spec.checkpoints else None
-    return UnitResult(unit, history, preds, summary, state)
+    return UnitResult(unit, history, preds, summary, state, robust)
 
 
 def _device_name(device: torch.device) -> str:
@@ -195,6 +204,10 @@ def write_unit(units_dir: Path, result: UnitResult) -> bool:
     tmp = units_dir / f".tmp-{name}-{os.getpid()}"
     files = {"history.csv": result.history.to_csv(index=False).encode(),
              "predictions.csv": result.predictions.to_csv(index=False).encode()}
+    if result.robustness is not None:
+        from mer_di.training.robustness import PREDICTIONS
+
+        files[PREDICTIONS] = result.robustness.to_csv(index=False).encode()
     if result.checkpoint is not None:
         buffer = io.BytesIO()  # torch's own writer hides the errno of a full disk
         torch.save(result.checkpoint, buffer)
