@@ -16,11 +16,12 @@ STAGES = (
     ("  read_frame (read + decode; + 1st-frame probe)", "mer_di.pipeline.frames", "read_frame",
      None),
     ("  detect_face (Haar crop, onset frame)", "mer_di.pipeline.frames", "detect_face", None),
-    ("make_record (main thread)", "mer_di.pipeline.build", "make_record", None),
-    ("  kernel: clip_dynamic_images", "mer_di.pipeline.build", "clip_dynamic_images", None),
-    ("  finish_image (resize, RGB)", "mer_di.pipeline.build", "finish_image", None),
-    ("  spot_apex (the clips without a usable apex)", "mer_di.pipeline.build", "spot_apex",
+    ("make_record (main thread)", "mer_di.pipeline.clip_pool", "make_record", None),
+    ("  kernel: clip_dynamic_images", "mer_di.pipeline.clip_record", "clip_dynamic_images",
      None),
+    ("  finish_image (resize, RGB)", "mer_di.pipeline.clip_record", "finish_image", None),
+    ("  spot_apex (the clips without a usable apex)", "mer_di.pipeline.clip_record",
+     "spot_apex", None),
     ("PartStore.save (main thread)", "mer_di.pipeline.writer", "save", "PartStore"),
     ("CacheWriter.add (main thread)", "mer_di.pipeline.writer", "add", "CacheWriter"),
     ("  write_new_attrs", "mer_di.pipeline.writer", "write_new_attrs", None),
@@ -38,7 +39,10 @@ def stage_timers(totals: dict[str, list[float]]) -> Iterator[None]:
     lock = threading.Lock()
     undo = []
     for label, module_name, attr, cls_name in STAGES:
-        owner = importlib.import_module(module_name)
+        try:
+            owner = importlib.import_module(module_name)
+        except ImportError:  # an older tree (PYTHONPATH), without this module
+            continue
         if cls_name is not None:
             owner = getattr(owner, cls_name, None)
         fn = getattr(owner, attr, None) if owner is not None else None

@@ -1,10 +1,10 @@
 """``mer-prep build-cache``: every clip's three dynamic images into one HDF5 cache.
 
 Flow: manifest (all classes; training picks its class set) -> for each usable clip not
-already in the cache: decode its frames (thread pool, the next clips' frames decoding
-while the kernel pools the current one) -> the fused kernel -> a part file and the new
-cache's temporary file -> at the end the new cache is renamed into place (see
-:mod:`mer_di.pipeline.store`).
+already in the cache: decode its frames and pool them into its record
+(:mod:`mer_di.pipeline.clip_pool`: a thread pool, the next clips' frames decoding while the
+kernel pools the current one) -> a part file and the new cache's temporary file -> at the
+end the new cache is renamed into place (see :mod:`mer_di.pipeline.writer`).
 """
 
 from __future__ import annotations
@@ -12,19 +12,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import sys
 import time
-from collections import deque
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
-import numba
 
 from mer_di import __version__
 from mer_di._files import is_disk_full
@@ -38,28 +32,25 @@ from mer_di.pipeline.build_flow import (
     flow_fingerprint,
     kept_apexes,
 )
+from mer_di.pipeline.clip_pool import PooledClip, pool_clips  # noqa: F401  (re-exported)
 from mer_di.pipeline.clip_record import (  # noqa: F401  (row_fingerprint: the benchmarks')
-    make_record,
     row_attrs,
     row_fingerprint,
 )
 from mer_di.pipeline.dynamic_image import WEIGHTS
 from mer_di.pipeline.flow import check_flow_method
-from mer_di.pipeline.frames import CROPS, FrameError, load_clip
+from mer_di.pipeline.frames import CROPS
 from mer_di.pipeline.store import (
     ADDITIVE_PARAMS,
     BUILD_PARAMS,
     MAX_APEX_JITTER,
     PARAM_DEFAULTS,
     SCHEMA_VERSION,
-    ClipRecord,
     clip_fingerprints,
     file_sha256,
     read_root_attrs,
 )
 from mer_di.pipeline.writer import CacheWriter, PartStore, writer_lock
-
-SWITCH_INTERVAL_S = 0.0002  # the GIL switch interval while decoding (Python's default 5 ms)
 
 
 @dataclass
@@ -325,75 +316,6 @@ def _source_sha256(manifest) -> str:
 def _strict_stop(skip: dict[str, object], built: int, parts: PartStore) -> str:
     return (f"--strict: {skip['key']} (sheet row {skip['sheet_row']}): {skip['reason']}; the "
             f"{built} clips built so far are kept in {parts.dir} for the next run")
-
-
-@dataclass
-class PooledClip:
-    """One clip through decoding and the kernel: its ``record`` (None when a frame failed,
-    then ``error`` says which and why), the notes, and the frames decoded."""
-
-    row: ManifestRow
-    record: ClipRecord | None
-    notes: list[str]
-    error: str = ""
-    frames: int = 0
-
-
-@contextmanager
-def _decoding_threads(workers: int) -> Iterator[None]:
-    """Numba and the GIL tuned for decoding with ``workers`` threads, restored after."""
-    # The kernel runs between decodes; with every core decoding, Numba's parallel threads
-    # only steal CPU from the decoders (measured: 55-67% -> 75-93% of the decode floor).
-    kernel_threads = max(1, min(numba.config.NUMBA_NUM_THREADS,
-                                (os.cpu_count() or 1) - workers))
-    previous_threads = numba.get_num_threads()
-    numba.set_num_threads(kernel_threads)
-    # A decoder thread needs the GIL for a moment between two frames; while the main
-    # thread runs Python (HDF5 attributes, bookkeeping) it would wait up to the switch
-    # interval (5 ms, several frames' decoding) for it. A short interval keeps the
-    # decoders fed (measured: the 1-worker build went from 74 % to 82-99 % of the floor).
-    previous_interval = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous_threads)
-        sys.setswitchinterval(previous_interval)
-
-
-def pool_clips(todo: list[tuple[ManifestRow, str]], options: BuildOptions
-               ) -> Iterator[PooledClip]:
-    """Decode and pool every ``(row, fingerprint)`` of ``todo``, in order, one
-    :class:`PooledClip` each (the build's path, and :func:`mer_di.predict`'s for clips of a
-    dataset folder). Closing the iterator early cancels the clips not yet started."""
-    workers = options.workers or os.cpu_count() or 1
-    # Two clips load at once (each submits its frames to the shared decoders), so the
-    # decoders never wait at a clip boundary: while one clip's last frames decode, the next
-    # clip's are already queued. The caller pools clip i meanwhile.
-    ahead = 2
-    with _decoding_threads(workers), ThreadPoolExecutor(workers) as decoders, \
-            ThreadPoolExecutor(ahead) as prefetch:
-        def load(row: ManifestRow):
-            paths = [(n, row.frame_path(n)) for n in range(row.onset, row.offset + 1)]
-            return load_clip(paths, options.size, options.crop, decoders)
-
-        pending = deque(prefetch.submit(load, row) for row, _ in todo[:ahead])
-        try:
-            for i, (row, fp) in enumerate(todo):
-                current = pending.popleft()
-                if i + ahead < len(todo):
-                    pending.append(prefetch.submit(load, todo[i + ahead][0]))
-                try:
-                    clip = current.result()
-                except FrameError as exc:
-                    yield PooledClip(row, None, [], error=str(exc))
-                    continue
-                record, notes = make_record(row, clip, options.weights, options.size, fp,
-                                            options.apex, options.flow, options.apex_jitter)
-                yield PooledClip(row, record, notes, frames=clip.frames.shape[0])
-        finally:
-            for later in pending:
-                later.cancel()
 
 
 def _build_clips(todo, options: BuildOptions, parts: PartStore, writer: CacheWriter,
