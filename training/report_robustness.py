@@ -208,14 +208,19 @@ def plot_robustness(long: pd.DataFrame, title: str) -> bytes:
     shifts = sorted({int(e) for e in long["apex_error"].dropna()})
     k = max([abs(s) for s in shifts] or [1])
     spot_x = k + 1.5
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, layout="constrained")
+    rows = long[["run", "model", "config"]].drop_duplicates().shape[0]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4 + 0.2 * ((rows + 2) // 3)), sharex=True,
+                             layout="constrained")
     try:
         colours = plt.get_cmap("tab10")
         groups = list(long.groupby(["run", "model", "config"], sort=False))
         many_runs = long["run"].nunique() > 1
+        short = {m: m.partition(" (")[0] for m in long["model"]}  # tags: robustness.md
+        if len(set(short.values())) < len(set(short)):  # two tag sets of one model
+            short = {m: m for m in short}
         for n, ((run, model, config), g) in enumerate(groups):
             colour = colours(n % 10)
-            label = (f"{run}: " if many_runs else "") + f"{model}, {config}"
+            label = (f"{run}: " if many_runs else "") + f"{short[model]}, {config}"
             line = g[(g["column"] != SPOTTED) & (g["n"] > 0)].sort_values("apex_error")
             spot = g[(g["column"] == SPOTTED) & (g["n"] > 0)]
             for ax, m in zip(axes, ("uf1", "uar"), strict=True):
@@ -230,11 +235,13 @@ def plot_robustness(long: pd.DataFrame, title: str) -> bytes:
         for ax, name in zip(axes, ("UF1 (%)", "UAR (%)"), strict=True):
             ax.set_xticks(ticks, names)
             ax.axvline(0, color="grey", lw=0.6, ls=":")
-            ax.set_xlabel("apex error (frames from the annotated apex)")
+            ax.set_xlabel("apex error (frames from the annotated apex)", fontsize=8)
             ax.set_ylabel(name)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", fontsize=7,
+                   ncol=min(3, max(1, len(labels))))
         fig.suptitle(title, fontsize=9)
         return _png(fig)
     finally:

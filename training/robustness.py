@@ -164,7 +164,8 @@ def _read(plan, idx: np.ndarray, flow: bool) -> dict[int, dict]:
                     if record.apex_source != "sheet":
                         left["no_annotated_apex"] += 1
                         continue
-                    images = cache.images(record, (*names, *SPOTTED.values()))
+                    images = cache.images(record, names if flow else (*names,
+                                                                      *SPOTTED.values()))
                     shifts = a.get(SHIFTS_ATTR)
                     if k < 1 or any(n not in images for n in names) or shifts is None:
                         left["no_jitter"] += 1
