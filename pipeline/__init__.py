@@ -17,5 +17,6 @@ __getattr__, __dir__ = lazy_names(__name__, {
     **dict.fromkeys(("BuildOptions", "BuildReport", "build_cache"), "mer_di.pipeline.build"),
     **dict.fromkeys(("ClipImages", "clip_dynamic_images", "rank_pool_weights"),
                     "mer_di.pipeline.dynamic_image"),
-    **dict.fromkeys(("Cache", "CachedClip", "open_cache"), "mer_di.pipeline.store"),
+    **dict.fromkeys(("Cache", "open_cache"), "mer_di.pipeline.cache_reader"),
+    "CachedClip": "mer_di.pipeline.store",
 }, __all__)

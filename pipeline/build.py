@@ -32,6 +32,7 @@ from mer_di.pipeline.build_flow import (
     flow_fingerprint,
     kept_apexes,
 )
+from mer_di.pipeline.cache_reader import clip_fingerprints, read_root_attrs
 from mer_di.pipeline.clip_pool import PooledClip, pool_clips  # noqa: F401  (re-exported)
 from mer_di.pipeline.clip_record import (  # noqa: F401  (row_fingerprint: the benchmarks')
     row_attrs,
@@ -46,9 +47,7 @@ from mer_di.pipeline.store import (
     MAX_APEX_JITTER,
     PARAM_DEFAULTS,
     SCHEMA_VERSION,
-    clip_fingerprints,
     file_sha256,
-    read_root_attrs,
 )
 from mer_di.pipeline.writer import CacheWriter, PartStore, writer_lock
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mer_di.data_manifest import ManifestRow
+from mer_di.pipeline.cache_reader import open_cache
 from mer_di.pipeline.flow import (
     FLOW_ONSET_APEX,
     FLOW_VERSION,
@@ -28,7 +29,7 @@ from mer_di.pipeline.flow import (
     jitter_flow,
 )
 from mer_di.pipeline.frames import FrameError, load_clip
-from mer_di.pipeline.store import JITTER_FLOW, ClipRecord, open_cache, usable_apex
+from mer_di.pipeline.store import JITTER_FLOW, ClipRecord, usable_apex
 from mer_di.pipeline.writer import CacheWriter, PartStore
 
 

@@ -10,13 +10,13 @@ import numpy as np
 
 from mer_di._paths import check_writable, make_folder
 from mer_di.errors import CacheError
+from mer_di.pipeline.cache_reader import open_cache
 from mer_di.pipeline.store import (
     APEX_VARIANTS,
     FLOW_IMAGES,
     IMAGES,
     JITTER_IMAGES,
     PHASES,
-    open_cache,
     parse_key,
 )
 

@@ -22,8 +22,8 @@ from mer_di.data_manifest.synth.render import render_clip
 from mer_di.errors import CacheError
 from mer_di.pipeline.apex import motion_profile, spot_apex
 from mer_di.pipeline.build import BuildOptions, build_cache
+from mer_di.pipeline.cache_reader import open_cache
 from mer_di.pipeline.cli import main as mer_prep
-from mer_di.pipeline.store import open_cache
 
 
 def _clips(dataset: str, n_subjects: int, noise: float = 1.0):

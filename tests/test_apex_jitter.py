@@ -20,14 +20,11 @@ from mer_di.data_manifest import build_manifest
 from mer_di.data_manifest.synth import generate_dataset
 from mer_di.errors import CacheError, DataError
 from mer_di.pipeline.build import BuildOptions, build_cache
+from mer_di.pipeline.cache_reader import open_cache
 from mer_di.pipeline.cli import main as mer_prep
 from mer_di.pipeline.dynamic_image import clip_dynamic_images
 from mer_di.pipeline.frames import finish_image, load_clip
-from mer_di.pipeline.store import (
-    JITTER_PHASES,
-    SPOTTED_PHASES,
-    open_cache,
-)
+from mer_di.pipeline.store import JITTER_PHASES, SPOTTED_PHASES
 from mer_di.training import trainer
 from mer_di.training.cli import main as mer_train
 from mer_di.training.plan import CVSpec, plan_run

@@ -275,7 +275,7 @@ def test_face_detection_is_thread_safe(tmp_path):
 def test_inspect_show_and_the_reader_agree_with_the_build(casme, tmp_path):
     """`mer-prep inspect` and `show` read the cache through the store's reader; every count
     they print is the build's."""
-    from mer_di.pipeline.store import open_cache
+    from mer_di.pipeline.cache_reader import open_cache
 
     cache = tmp_path / "c.h5"
     report = build_cache("casme2", casme, cache, options=BuildOptions(size=16))
@@ -345,7 +345,7 @@ def test_a_changed_emotion_relabels_the_cache_without_recomputing(casme, tmp_pat
     """Switching sheets (2014 -> 2019 CASME II relabels clips) must reach the cache."""
     import openpyxl
 
-    from mer_di.pipeline.store import open_cache
+    from mer_di.pipeline.cache_reader import open_cache
 
     root = _copy_dataset(casme, tmp_path / "d")
     out = tmp_path / "c.h5"

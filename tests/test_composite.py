@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from mer_di.data_manifest.synth import generate_dataset
 from mer_di.errors import DataError
 from mer_di.pipeline.build import BuildOptions, build_cache
-from mer_di.pipeline.store import open_cache
+from mer_di.pipeline.cache_reader import open_cache
 from mer_di.training.cli import main as mer_train
 from mer_di.training.cliplist import loose, match_clips, read_clip_list
 

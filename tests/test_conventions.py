@@ -119,7 +119,7 @@ def test_inspect_json_and_cache_as_an_option(built, tmp_path):
     assert f"clips: {facts['clips']} from {facts['subjects']} subjects" in text.output
     both = _run(mer_prep, "inspect", str(built), "--cache", str(built))
     assert both.exit_code == 2 and "give the cache once" in both.output
-    from mer_di.pipeline.store import open_cache
+    from mer_di.pipeline.cache_reader import open_cache
 
     with open_cache(built) as c:
         clip = next(iter(c)).key

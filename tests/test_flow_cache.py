@@ -14,8 +14,9 @@ from mer_di.data_manifest.synth import generate_dataset
 from mer_di.errors import CacheError
 from mer_di.pipeline import build_flow, flow
 from mer_di.pipeline.build import BuildOptions, build_cache
+from mer_di.pipeline.cache_reader import open_cache
 from mer_di.pipeline.cli import main as mer_prep
-from mer_di.pipeline.store import FLOW_IMAGES, open_cache
+from mer_di.pipeline.store import FLOW_IMAGES
 from mer_di.training.data import load_caches
 
 SIZE = 32

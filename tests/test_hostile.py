@@ -29,9 +29,9 @@ from mer_di.data_manifest.registry import get_reader
 from mer_di.data_manifest.synth import generate_dataset
 from mer_di.errors import BuildError, CacheError, FrameError, OutputError, SheetError
 from mer_di.pipeline.build import BuildOptions, build_cache
+from mer_di.pipeline.cache_reader import open_cache
 from mer_di.pipeline.cli import main as mer_prep
 from mer_di.pipeline.frames import read_frame
-from mer_di.pipeline.store import open_cache
 from mer_di.pipeline.writer import CacheWriter
 from mer_di.training.cli import main as mer_train
 

@@ -150,7 +150,7 @@ def test_cv_select_epoch_test_fold_and_final_refused(casme2, tmp_path):
 
 def test_paper_clip_set_by_name(casme2, tmp_path):
     from mer_di.data_manifest.classes import map_label
-    from mer_di.pipeline.store import open_cache
+    from mer_di.pipeline.cache_reader import open_cache
 
     with open_cache(casme2) as c:
         want = sum(1 for clip in c if map_label("casme2", "five", clip.emotion)

@@ -237,7 +237,7 @@ def test_a_bmp_header_claiming_65000x65000_is_a_bad_frame(tmp_path):
 
 def test_build_cache_of_smic(smic, tmp_path):
     from mer_di.pipeline.build import BuildOptions, build_cache
-    from mer_di.pipeline.store import open_cache
+    from mer_di.pipeline.cache_reader import open_cache
 
     report = build_cache("smic", smic, tmp_path / "c.h5", options=BuildOptions(size=32))
     assert report.built == 17

@@ -15,6 +15,7 @@ import numpy as np
 from mer_di.data_manifest.classes import class_names, map_label, normalise_emotion
 from mer_di.errors import CacheError, DataError, MerError
 from mer_di.options import CLASS_SETS, check
+from mer_di.pipeline.cache_reader import open_cache
 from mer_di.pipeline.store import (
     APEX_FRAME,
     FLOW_IMAGES,
@@ -22,7 +23,6 @@ from mer_di.pipeline.store import (
     JITTER_PHASES,
     CachedClip,
     file_sha256,
-    open_cache,
 )
 
 UNLABELLED = -1  # a clip whose emotion is outside the classes (only ever predicted)

@@ -5,7 +5,7 @@ A run's checkpoints (``units/<unit>/model.pt``, see :func:`mer_di.training.train
 carry everything they need: the model and how to build it, the classes, the input size
 and normalisation, and the build parameters of the caches it was trained on. Clips of a
 dataset folder are turned into dynamic images with those parameters by the build's own
-path (:func:`mer_di.pipeline.build.pool_clips`), so they are the images a cache would hold.
+path (:func:`mer_di.pipeline.clip_pool.pool_clips`), so they are the images a cache would hold.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from mer_di._files import WriteError, free_bytes, human_bytes, write_atomic
 from mer_di._paths import check_writable, make_folder
 from mer_di.data_manifest import build_manifest
 from mer_di.errors import MerError, PredictError
-from mer_di.pipeline.build import BuildOptions, pool_clips
-from mer_di.pipeline.store import CachedClip, open_cache, parse_key
+from mer_di.pipeline.build import BuildOptions
+from mer_di.pipeline.cache_reader import open_cache
+from mer_di.pipeline.clip_pool import pool_clips
+from mer_di.pipeline.store import CachedClip, parse_key
 from mer_di.training.data import UNLABELLED, Loaded, assemble, read_clips
 from mer_di.training.flow_input import clip_set_flow_bank, flow_unit_samples
 from mer_di.training.loop import predict as predict_logits

@@ -18,7 +18,8 @@ import torch
 
 from mer_di.errors import DataError, MerError, ModelError, RunError
 from mer_di.options import INPUTS, PROTOCOLS, check
-from mer_di.pipeline.store import MAX_APEX_JITTER, open_cache
+from mer_di.pipeline.cache_reader import open_cache
+from mer_di.pipeline.store import MAX_APEX_JITTER
 from mer_di.training.configs import applies, get_config
 from mer_di.training.data import ClipSet, default_class_set, load_caches
 from mer_di.training.determinism import MODES

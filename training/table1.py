@@ -74,7 +74,7 @@ def paper_clip_list(name: str, cache: str | Path, folder: Path) -> Path:
     import csv
 
     from mer_di.data_manifest.classes import map_label
-    from mer_di.pipeline.store import open_cache
+    from mer_di.pipeline.cache_reader import open_cache
 
     if name not in PAPER_CLIP_SETS:
         raise RunError(f"--clips {name}: no such file, and not a named clip set (they are: "
