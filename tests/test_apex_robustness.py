@@ -129,6 +129,8 @@ def test_report_writes_the_robustness_table_and_plot(run, tmp_path):
         for m in ("uf1", "uar"):
             assert 0 <= dianet[f"{m}_{c}"] <= 1
         assert dianet[f"n_{c}"] >= 1
+        assert 0 <= dianet[f"unchanged_{c}"] <= 1
+    assert dianet["unchanged_0"] == 1  # shift 0 against itself
     robust = pd.read_csv(out / PREDICTIONS)
     assert dianet["n_0"] == ((robust["input"] == "shifted") & (robust["apex_error"] == 0)).sum()
     learnet = table[table["model"].str.startswith("learnet")].iloc[0]
@@ -137,6 +139,7 @@ def test_report_writes_the_robustness_table_and_plot(run, tmp_path):
     md = (rep / "robustness.md").read_text()
     assert "| -2 | -1 | 0 | +1 | +2 | spotted |" in md
     assert "not apex-dependent" in md and "mean |error|" in md
+    assert "Predictions unchanged from those at the annotated apex" in md
     assert (rep / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Apex robustness" in output
 

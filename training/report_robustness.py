@@ -71,10 +71,21 @@ def _score(rows: pd.DataFrame, n_classes: int) -> dict[str, float]:
     return {**out, "n": int(max(s.n for s in per_seed)), "seeds": len(per_seed)}
 
 
+KEYS = ["seed", "fold", "dataset", "subject", "clip"]
+
+
+def _unchanged(sel: pd.DataFrame, zero: pd.DataFrame) -> float:
+    """The share of ``sel``'s predictions equal to the same clip's prediction at the
+    annotated apex (same seed and fold), over the clips both have (NaN when none)."""
+    both = sel[[*KEYS, "pred"]].merge(zero[[*KEYS, "pred"]], on=KEYS, suffixes=("", "_0"))
+    return float((both["pred"] == both["pred_0"]).mean()) if len(both) else np.nan
+
+
 def robustness_long(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(scores, rows)``: one row per run x model x config x column (``column`` ``-K``..
     ``+K`` as text, or ``spotted``; ``apex_error``; ``uf1``, ``uar``, ``accuracy``, ``n``
-    clips per seed, ``seeds``; for ``spotted`` ``mean_abs_error`` in frames), and one row
+    clips per seed, ``seeds``; ``unchanged``: the share of predictions equal to those at
+    the annotated apex; for ``spotted`` ``mean_abs_error`` in frames), and one row
     per run x model x config with its ``note`` (why not measured, what was left out)."""
     long, rows = [], []
     for run in runs:
@@ -105,16 +116,19 @@ def robustness_long(runs: list[Run]) -> tuple[pd.DataFrame, pd.DataFrame]:
                          "measured": True, "input": measured[0].get("input", ""),
                          "note": note})
             mine = table[(table["model"] == model) & (table["config"] == config)]
+            zero = mine[(mine["input"] == SHIFTED) & (mine["apex_error"] == 0)]
             for shift in range(-k, k + 1):
                 sel = mine[(mine["input"] == SHIFTED) & (mine["apex_error"] == shift)]
                 entry = {"run": run.name, "model": model, "config": config,
-                         "column": f"{shift:+d}" if shift else "0", "apex_error": shift}
+                         "column": f"{shift:+d}" if shift else "0", "apex_error": shift,
+                         "unchanged": _unchanged(sel, zero)}
                 long.append({**entry, **(_score(sel, len(run.classes)) if len(sel)
                                          else {"n": 0})})
             sel = mine[mine["input"] == SPOTTED_INPUT]
             if measured[0].get("input") != "optical flow":
                 entry = {"run": run.name, "model": model, "config": config,
-                         "column": SPOTTED, "apex_error": np.nan}
+                         "column": SPOTTED, "apex_error": np.nan,
+                         "unchanged": _unchanged(sel, zero)}
                 extra = ({**_score(sel, len(run.classes)),
                           "mean_abs_error": float(np.abs(sel["apex_error"].astype(float))
                                                   .mean())} if len(sel) else {"n": 0})
@@ -130,7 +144,8 @@ def _columns(long: pd.DataFrame) -> list[str]:
 
 def robustness_wide(long: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """``robustness.csv``: a row per run x model x config; per column ``uf1_<c>``,
-    ``uar_<c>``, ``n_<c>`` (fractions; ``c`` the apex error or ``spotted``), and
+    ``uar_<c>``, ``n_<c>``, ``unchanged_<c>`` (fractions; ``c`` the apex error or
+    ``spotted``), and
     ``spotted_mean_abs_error``; ``measured`` and ``note``."""
     out = []
     cols = _columns(long) if len(long) else []
@@ -141,7 +156,7 @@ def robustness_wide(long: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
         for c in cols:
             cell = mine[mine["column"] == c]
             got = cell.iloc[0].to_dict() if len(cell) else {}
-            for m in ("uf1", "uar"):
+            for m in ("uf1", "uar", "unchanged"):
                 line[f"{m}_{c}"] = got.get(m, np.nan)
             line[f"n_{c}"] = int(got["n"]) if got.get("n") is not None and not pd.isna(
                 got.get("n")) else (0 if r["measured"] else np.nan)
@@ -196,7 +211,32 @@ def robustness_markdown(long: pd.DataFrame, rows: pd.DataFrame, many_runs: bool)
             if r.get("note"):
                 notes.append(f"- {r['model']} x {r['config']}: {r['note']}")
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _unchanged_table(long, rows, cols, many_runs)
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def _unchanged_table(long: pd.DataFrame, rows: pd.DataFrame, cols: list[str],
+                     many_runs: bool) -> list[str]:
+    """Per measured row: the share (%) of the test clips whose prediction stays what it
+    is at the annotated apex (the clips of the column that also have shift 0)."""
+    measured = rows[rows["measured"].astype(bool)] if len(rows) else rows
+    if not len(measured) or not cols:
+        return []
+    head = (["run"] if many_runs else []) + ["model", "config", *cols]
+    out = ["", "Predictions unchanged from those at the annotated apex (% of the column's "
+           "clips that shift 0 also has; the same model and clip, only the apex moved):", "",
+           "| " + " | ".join(head) + " |",
+           "|" + "|".join("---" for _ in head[:2 + many_runs]) + "|"
+           + "|".join("---:" for _ in cols) + "|"]
+    for r in measured.to_dict("records"):
+        cells = ([r["run"]] if many_runs else []) + [r["model"], r["config"]]
+        for c in cols:
+            cell = long[(long["run"] == r["run"]) & (long["model"] == r["model"])
+                        & (long["config"] == r["config"]) & (long["column"] == c)]
+            v = cell.iloc[0]["unchanged"] if len(cell) else np.nan
+            cells.append("–" if pd.isna(v) else f"{100 * v:.0f}")
+        out.append("| " + " | ".join(cells) + " |")
+    return out
 
 
 def plot_robustness(long: pd.DataFrame, title: str) -> bytes:
