@@ -48,13 +48,19 @@ import pandas as pd
 import torch
 
 from mer_di.errors import RunError
-from mer_di.pipeline.store import clip_key, from_attr, open_cache
+from mer_di.pipeline.cache_reader import open_cache
+from mer_di.pipeline.store import (
+    JITTER_FLOW,
+    JITTER_PHASES,
+    SPOTTED_PHASES,
+    clip_key,
+    from_attr,
+)
 
 JITTER_ATTR = "apex_jitter"  # root attribute: K (absent: 0)
-JITTER = {"onset": "jitter_onset", "offset": "jitter_offset"}
-JITTER_FLOW = "jitter_flow_onset_apex"
+JITTER = dict(zip(("onset", "offset"), JITTER_PHASES, strict=True))
 SHIFTS_ATTR = "jitter_shifts"
-SPOTTED = {"onset": "spotted_onset", "offset": "spotted_offset"}
+SPOTTED = dict(zip(("onset", "offset"), SPOTTED_PHASES, strict=True))
 PREDICTIONS = "robustness_predictions.csv"  # a unit's and the run's
 KEY = "apex_robustness"  # in a unit's scores.json: what it measured, or why not
 SHIFTED, SPOTTED_INPUT = "shifted", "spotted"
