@@ -129,16 +129,22 @@ def read_clips(path: str | Path, keep=lambda clip: True, extra: tuple[str, ...] 
     return loaded
 
 
-def cache_datasets(paths: list[str | Path]) -> list[str]:
-    """The dataset of each cache (:class:`DataError` for one that can't be read)."""
+def _each_cache(paths: list[str | Path], read) -> list:
+    """``read(cache)`` of each cache opened in turn (:class:`DataError` for one that can't
+    be read)."""
     out = []
     for path in paths:
         try:
             with open_cache(path) as cache:
-                out.append(cache.dataset)
+                out.append(read(cache))
         except CacheError as exc:
             raise DataError(str(exc)) from None
     return out
+
+
+def cache_datasets(paths: list[str | Path]) -> list[str]:
+    """The dataset of each cache (:class:`DataError` for one that can't be read)."""
+    return _each_cache(paths, lambda cache: cache.dataset)
 
 
 def default_class_set(paths: list[str | Path]) -> str:
@@ -163,21 +169,14 @@ def _class_of(dataset: str, class_set: str, emotion: str) -> str | None:
 def check_apex_jitter(paths: list[str | Path], k: int) -> list[int]:
     """Each cache's ``--apex-jitter`` K; :class:`DataError` naming a cache whose K is
     below ``k`` (it holds no phase images that far from the apex)."""
-    have = []
-    for path in paths:
-        try:
-            with open_cache(path) as cache:
-                have.append(cache.apex_jitter)
-        except CacheError as exc:
-            raise DataError(str(exc)) from None
-        if have[-1] < k:
-            built = (f"with --apex-jitter {have[-1]}" if have[-1] else
-                     "without --apex-jitter (K = 0)")
+    have = _each_cache(paths, lambda cache: cache.apex_jitter)
+    for path, got in zip(paths, have, strict=True):
+        if got < k:
+            built = f"with --apex-jitter {got}" if got else "without --apex-jitter (K = 0)"
             raise DataError(f"--apex-jitter {k}: {path} was built {built}, so it holds no "
                             f"phase images {k} frames from the apex; rebuild it with "
                             f"mer-prep build-cache ... --out {path} --apex-jitter {k} "
-                            "--rebuild (or give --apex-jitter "
-                            f"{have[-1]} or less)")
+                            f"--rebuild (or give --apex-jitter {got} or less)")
     return have
 
 
