@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from mer_di.data_manifest import ManifestRow
 from mer_di.pipeline.cache_reader import open_cache
 from mer_di.pipeline.flow import (
@@ -29,7 +27,7 @@ from mer_di.pipeline.flow import (
     jitter_flow,
 )
 from mer_di.pipeline.frames import FrameError, load_clip
-from mer_di.pipeline.store import JITTER_FLOW, ClipRecord, usable_apex
+from mer_di.pipeline.store import JITTER_FLOW, ClipRecord, parse_shifts, usable_apex
 from mer_di.pipeline.writer import CacheWriter, PartStore
 
 
@@ -94,7 +92,7 @@ def compute_flow(todo: FlowTodo, method: str, size: int | None, crop: str, decod
         return {}, attrs
     row = todo.row
     apex = int(todo.attrs["apex_used"])
-    shifts = _shifts(todo.attrs.get("jitter_shifts")) if apex_jitter > 0 else []
+    shifts = parse_shifts(todo.attrs.get("jitter_shifts")) if apex_jitter > 0 else ()
     numbers = sorted({row.onset, apex, row.offset, *(apex + s for s in shifts)})
     # the crop box comes from the first frame given, the onset, as in the whole build
     clip = load_clip([(n, row.frame_path(n)) for n in numbers], size, crop, decoders)
@@ -108,16 +106,6 @@ def compute_flow(todo: FlowTodo, method: str, size: int | None, crop: str, decod
         images[JITTER_FLOW] = jitter_flow(grey_of, apex - row.onset, shifts, apex_jitter,
                                           method, images[FLOW_ONSET_APEX])
     return images, attrs
-
-
-def _shifts(value: object) -> list[int]:
-    """A clip's ``jitter_shifts`` attribute (an int array, or JSON text for an empty
-    list) as a list."""
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)):
-        return [int(v) for v in json.loads(value)]
-    return [int(v) for v in np.atleast_1d(value)]
 
 
 def add_flow(todo: list[FlowTodo], method: str, size: int | None, crop: str,

@@ -138,6 +138,16 @@ def from_attr(value: object) -> object:
     return value
 
 
+def parse_shifts(raw: object) -> tuple[int, ...]:
+    """A clip's ``jitter_shifts`` attribute as stored (an int64 array; JSON text, str or
+    bytes, for an empty list; None when absent) -> its shifts."""
+    if isinstance(raw, bytes):
+        raw = raw.decode()
+    if raw is None or isinstance(raw, str):
+        raw = json.loads(raw) if raw else []
+    return tuple(int(v) for v in np.atleast_1d(np.asarray(raw, np.int64)))
+
+
 @dataclass
 class ClipRecord:
     """One built clip on its way into the cache: its images by name (:data:`IMAGES`) and
@@ -184,10 +194,7 @@ class CachedClip:
     def jitter_shifts(self) -> tuple[int, ...]:
         """The valid apex shifts of the clip's ``jitter_*`` images (entry ``shift + K``);
         () for a clip without them (or with no valid shift)."""
-        raw = self.attrs.get("jitter_shifts")
-        if raw is None or isinstance(raw, str):
-            raw = json.loads(raw) if raw else []
-        return tuple(int(v) for v in np.atleast_1d(np.asarray(raw, np.int64)))
+        return parse_shifts(self.attrs.get("jitter_shifts"))
 
     @property
     def notes(self) -> list[str]:

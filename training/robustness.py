@@ -54,7 +54,7 @@ from mer_di.pipeline.store import (
     JITTER_PHASES,
     SPOTTED_PHASES,
     clip_key,
-    from_attr,
+    parse_shifts,
 )
 
 JITTER_ATTR = "apex_jitter"  # root attribute: K (absent: 0)
@@ -176,8 +176,7 @@ def _read(plan, idx: np.ndarray, flow: bool) -> dict[int, dict]:
                     if k < 1 or any(n not in images for n in names) or shifts is None:
                         left["no_jitter"] += 1
                         continue
-                    shifts = [int(s) for s in np.atleast_1d(from_attr(shifts))
-                              if -k <= int(s) <= k]
+                    shifts = [s for s in parse_shifts(shifts) if -k <= s <= k]
                     spotted = a.get("spotted_apex")
                     spotted = (int(spotted) if isinstance(spotted, (int, float))
                                and not isinstance(spotted, bool) else None)
